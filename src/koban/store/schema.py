@@ -1,0 +1,154 @@
+"""Table and column names shared by every backend.
+
+The names are those of the OpenTelemetry Collector's ClickHouse exporter (otel_logs,
+otel_traces, otel_metrics_*), so a database koban writes can be read by tools that
+already know that schema (HyperDX, Grafana's ClickHouse plugin). Nested columns keep
+the exporter's dotted names ("Events.Timestamp"), quoted in SQL.
+
+Types here are DuckDB's; the ClickHouse backend declares its own (LowCardinality,
+DateTime64(9), codecs) over the same names.
+"""
+
+from __future__ import annotations
+
+LOGS = "otel_logs"
+TRACES = "otel_traces"
+GAUGE = "otel_metrics_gauge"
+SUM = "otel_metrics_sum"
+HISTOGRAM = "otel_metrics_histogram"
+EXP_HISTOGRAM = "otel_metrics_exponential_histogram"
+SUMMARY = "otel_metrics_summary"
+METRIC_TABLES = (GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY)
+
+# Which table holds each signal, and the column that carries its time.
+SIGNAL_TABLES = {"logs": (LOGS,), "spans": (TRACES,), "metrics": METRIC_TABLES}
+TIME_COLUMN = {LOGS: "Timestamp", TRACES: "Timestamp", **{t: "TimeUnix" for t in METRIC_TABLES}}
+
+_MAP = "MAP(VARCHAR, VARCHAR)"
+_TS = "TIMESTAMP_NS"
+
+LOG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Timestamp", _TS),
+    ("TraceId", "VARCHAR"),
+    ("SpanId", "VARCHAR"),
+    ("TraceFlags", "UTINYINT"),
+    ("SeverityText", "VARCHAR"),
+    ("SeverityNumber", "UTINYINT"),
+    ("ServiceName", "VARCHAR"),
+    ("Body", "VARCHAR"),
+    ("ResourceSchemaUrl", "VARCHAR"),
+    ("ResourceAttributes", _MAP),
+    ("ScopeSchemaUrl", "VARCHAR"),
+    ("ScopeName", "VARCHAR"),
+    ("ScopeVersion", "VARCHAR"),
+    ("ScopeAttributes", _MAP),
+    ("LogAttributes", _MAP),
+)
+
+TRACE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Timestamp", _TS),  # the span's start
+    ("TraceId", "VARCHAR"),
+    ("SpanId", "VARCHAR"),
+    ("ParentSpanId", "VARCHAR"),
+    ("TraceState", "VARCHAR"),
+    ("SpanName", "VARCHAR"),
+    ("SpanKind", "VARCHAR"),
+    ("ServiceName", "VARCHAR"),
+    ("ResourceAttributes", _MAP),
+    ("ScopeName", "VARCHAR"),
+    ("ScopeVersion", "VARCHAR"),
+    ("SpanAttributes", _MAP),
+    ("Duration", "UBIGINT"),  # nanoseconds
+    ("StatusCode", "VARCHAR"),
+    ("StatusMessage", "VARCHAR"),
+    ("Events.Timestamp", f"{_TS}[]"),
+    ("Events.Name", "VARCHAR[]"),
+    ("Events.Attributes", f"{_MAP}[]"),
+    ("Links.TraceId", "VARCHAR[]"),
+    ("Links.SpanId", "VARCHAR[]"),
+    ("Links.TraceState", "VARCHAR[]"),
+    ("Links.Attributes", f"{_MAP}[]"),
+)
+
+_METRIC_COMMON: tuple[tuple[str, str], ...] = (
+    ("ResourceAttributes", _MAP),
+    ("ResourceSchemaUrl", "VARCHAR"),
+    ("ScopeName", "VARCHAR"),
+    ("ScopeVersion", "VARCHAR"),
+    ("ScopeAttributes", _MAP),
+    ("ScopeDroppedAttrCount", "UINTEGER"),
+    ("ScopeSchemaUrl", "VARCHAR"),
+    ("ServiceName", "VARCHAR"),
+    ("MetricName", "VARCHAR"),
+    ("MetricDescription", "VARCHAR"),
+    ("MetricUnit", "VARCHAR"),
+    ("Attributes", _MAP),
+    ("StartTimeUnix", _TS),
+    ("TimeUnix", _TS),
+)
+
+_EXEMPLARS: tuple[tuple[str, str], ...] = (
+    ("Exemplars.FilteredAttributes", f"{_MAP}[]"),
+    ("Exemplars.TimeUnix", f"{_TS}[]"),
+    ("Exemplars.Value", "DOUBLE[]"),
+    ("Exemplars.SpanId", "VARCHAR[]"),
+    ("Exemplars.TraceId", "VARCHAR[]"),
+)
+
+METRIC_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    GAUGE: _METRIC_COMMON + (("Value", "DOUBLE"), ("Flags", "UINTEGER")) + _EXEMPLARS,
+    SUM: _METRIC_COMMON
+    + (("Value", "DOUBLE"), ("Flags", "UINTEGER"))
+    + _EXEMPLARS
+    + (("AggregationTemporality", "INTEGER"), ("IsMonotonic", "BOOLEAN")),
+    HISTOGRAM: _METRIC_COMMON
+    + (
+        ("Count", "UBIGINT"),
+        ("Sum", "DOUBLE"),
+        ("BucketCounts", "UBIGINT[]"),
+        ("ExplicitBounds", "DOUBLE[]"),
+    )
+    + _EXEMPLARS
+    + (("Flags", "UINTEGER"), ("Min", "DOUBLE"), ("Max", "DOUBLE"), ("AggregationTemporality", "INTEGER")),
+    EXP_HISTOGRAM: _METRIC_COMMON
+    + (
+        ("Count", "UBIGINT"),
+        ("Sum", "DOUBLE"),
+        ("Scale", "INTEGER"),
+        ("ZeroCount", "UBIGINT"),
+        ("PositiveOffset", "INTEGER"),
+        ("PositiveBucketCounts", "UBIGINT[]"),
+        ("NegativeOffset", "INTEGER"),
+        ("NegativeBucketCounts", "UBIGINT[]"),
+    )
+    + _EXEMPLARS
+    + (("Flags", "UINTEGER"), ("Min", "DOUBLE"), ("Max", "DOUBLE"), ("AggregationTemporality", "INTEGER")),
+    SUMMARY: _METRIC_COMMON
+    + (
+        ("Count", "UBIGINT"),
+        ("Sum", "DOUBLE"),
+        ("ValueAtQuantiles.Quantile", "DOUBLE[]"),
+        ("ValueAtQuantiles.Value", "DOUBLE[]"),
+        ("Flags", "UINTEGER"),
+    ),
+}
+
+TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    LOGS: LOG_COLUMNS,
+    TRACES: TRACE_COLUMNS,
+    **METRIC_COLUMNS,
+}
+
+
+def quote_ident(name: str) -> str:
+    """The one quoting function for identifiers (both dialects accept double quotes)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def duckdb_ddl() -> list[str]:
+    """CREATE TABLE statements for every table, in DuckDB's types."""
+    statements = []
+    for table, columns in TABLE_COLUMNS.items():
+        cols = ",\n  ".join(f"{quote_ident(c)} {t}" for c, t in columns)
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)")
+    return statements
