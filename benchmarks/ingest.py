@@ -1,0 +1,100 @@
+"""Ingest benchmark: OTLP/HTTP protobuf log batches from concurrent clients.
+
+Batches of 1,000 log records with 5 attributes each (the workload's http.status_code,
+duration_ms and user_id, plus a unique request_id and a thread.name), encoded before
+the clock starts, are POSTed to /v1/logs by N clients. Reports records/s acknowledged
+(first request to last 2xx), records/s queryable (first request until a count through
+the API sees every record) and the server's peak RSS.
+
+    .venv/bin/python benchmarks/ingest.py [--records 500000] [--clients 8] [--url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _server  # noqa: E402
+import _workload  # noqa: E402
+
+
+def build_bodies(records: int, batch: int) -> tuple[list[tuple[bytes, int]], int]:
+    """The request bodies and the unix ms at which the workload's hour ends (now)."""
+    workload = _workload.generate(logs=records, spans=0)
+    rows = _workload.read_ndjson(workload / "logs.ndjson", limit=records)
+    for i, row in enumerate(rows):
+        row["request_id"] = f"{i:016x}"
+        row["thread.name"] = f"worker-{i % 16}"
+    end_ns = time.time_ns()
+    bodies = _workload.encode(rows, _workload.logs_body, _workload.shift_to(workload, end_ns), batch)
+    return bodies, end_ns // 1_000_000
+
+
+def measure(url: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float) -> dict:
+    total = sum(n for _, n in bodies)
+    start_ms = end_ms - 3_600_000
+    with httpx.Client(base_url=url, timeout=60) as api:
+        before = _server.log_count(api, "", start_ms, end_ms + 1000)
+        sent = _server.post_all(f"{url}/v1/logs", bodies, clients)
+        seen = _server.wait_until(
+            lambda: _server.log_count(api, "", start_ms, end_ms + 1000) - before >= total, timeout_s, 0.05)
+        queryable_s = time.monotonic() - sent.started
+        counted = _server.log_count(api, "", start_ms, end_ms + 1000) - before
+    return {
+        "records": total,
+        "requests": sent.requests,
+        "retries_429": sent.retries,
+        "mib_sent": round(sum(len(b) for b, _ in bodies) / 2**20, 1),
+        "ack_seconds": round(sent.seconds, 3),
+        "ack_records_per_s": round(total / sent.seconds),
+        "queryable_seconds": round(queryable_s, 3) if seen else None,
+        "queryable_records_per_s": round(total / queryable_s) if seen else None,
+        "records_counted": counted,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=500_000)
+    ap.add_argument("--batch", type=int, default=1000, help="records per request")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent senders")
+    ap.add_argument("--url", help="a koban that is already running (peak RSS is then not measured)")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds to wait for every record to be queryable")
+    a = ap.parse_args(argv)
+
+    print(f"encoding {a.records:,} records ...", file=sys.stderr)
+    bodies, end_ms = build_bodies(a.records, a.batch)
+    print(f"sending {len(bodies)} requests from {a.clients} clients ...", file=sys.stderr)
+    if a.url:
+        result = measure(a.url.rstrip("/"), bodies, end_ms, a.clients, a.timeout)
+        result["peak_rss_mib"] = None
+        version = _server.koban_version(a.url)
+    else:
+        with _server.KobanServer() as server:
+            result = measure(server.url, bodies, end_ms, a.clients, a.timeout)
+            version = _server.koban_version(server.url)
+            result["peak_rss_mib"] = round(server.peak_rss() / 2**20)
+    doc = {"benchmark": "ingest", "date": _server.today(), "machine": _server.machine(), "koban": version,
+           "params": {"records": a.records, "batch": a.batch, "clients": a.clients, "attributes": 5},
+           "result": result}
+    path = _server.write_results("ingest", doc)
+    print(f"results: {path}", file=sys.stderr)
+    m = doc["machine"]
+    print("| machine | date | records | clients | acked rec/s | queryable rec/s | peak RSS MiB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {m['cpu']}, {m['cores']} cores | {doc['date']} | {result['records']:,} | {a.clients} "
+          f"| {result['ack_records_per_s']:,} | {_num(result['queryable_records_per_s'])} "
+          f"| {_num(result['peak_rss_mib'])} |")
+
+
+def _num(v: int | None) -> str:
+    return "n/a" if v is None else f"{v:,}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Wiring: open the pieces in order, serve, close them in reverse.
+
+`Runtime` holds what a running server owns (store, WAL, queue, writer, metrics);
+`build_app` makes the Starlette app over it; `serve` binds the listeners and runs
+until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from koban import __version__, ingest
+from koban.api.errors import error_response
+from koban.api.routes import routes
+from koban.clock import Clock, SystemClock
+from koban.errors import ConfigError, KobanError
+from koban.pipeline.buffer import IngestBuffer
+from koban.pipeline.intake import Intake
+from koban.pipeline.wal import WriteAheadLog
+from koban.pipeline.writer import StoreWriter
+from koban.query.dialects import Statement, for_store
+from koban.selfmetrics import SelfMetrics
+from koban.settings import Settings
+from koban.store.base import QueryResult, Store
+from koban.store.duckdb import DuckDBStore
+
+log = logging.getLogger("koban")
+
+DAY_NS = 86_400 * 10**9
+
+
+class Runtime:
+    """Everything a running server holds. Open with `Runtime.open`, end with `close`."""
+
+    def __init__(self, settings: Settings, clock: Clock, store: Store, wal: WriteAheadLog) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = store
+        self.wal = wal
+        self.dialect = for_store(store.dialect)
+        self.metrics = SelfMetrics()
+        self.buffer = IngestBuffer(settings.queue_max_records)
+        self.writer = StoreWriter(
+            store,
+            self.buffer,
+            wal,
+            ingest.decode,
+            batch_max_records=settings.batch_max_records,
+            batch_max_delay_s=settings.batch_max_delay_ms / 1000,
+        )
+        self.intake = Intake(self.buffer, wal, ingest.decode, clock, self.metrics)
+        self._query_slots = threading.BoundedSemaphore(settings.query_concurrency)
+        self._register_gauges()
+
+    @classmethod
+    def open(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        """Open the store and WAL under `settings.data_dir`, replay what the store lacks,
+        and start the writer. Raises ConfigError when the data dir cannot be used."""
+        data = Path(settings.data_dir)
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"data_dir {settings.data_dir!r} cannot be created: {exc}") from None
+        store = DuckDBStore(
+            data / "koban.duckdb",
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads or None,
+        )
+        wal = WriteAheadLog(data / "wal", segment_bytes=settings.wal_segment_bytes, min_lsn=store.applied_lsn())
+        runtime = cls(settings, clock or SystemClock(), store, wal)
+        replayed = runtime.writer.replay()
+        if replayed:
+            log.info("replayed %d records from the write-ahead log", replayed)
+        runtime.writer.start()
+        return runtime
+
+    def _register_gauges(self) -> None:
+        m, w = self.metrics, self.writer
+        m.gauge("koban_queue_depth_records", "Records waiting for the store writer.", lambda: self.buffer.depth)
+        m.gauge("koban_queue_capacity_records", "Records the queue may hold.", lambda: self.settings.queue_max_records)
+        m.gauge("koban_wal_size_bytes", "Bytes in write-ahead log segments.", self.wal.size_bytes)
+        m.gauge("koban_wal_fsyncs", "fsync calls made by the write-ahead log.", lambda: self.wal.stats.fsyncs)
+        m.gauge("koban_store_batches_written", "Batches appended to the store.", lambda: w.batches_written)
+        m.gauge("koban_store_records_written", "Records appended to the store.", lambda: w.records_written)
+        m.gauge("koban_store_append_seconds_total", "Time spent appending batches.", lambda: w.append_seconds_total)
+        m.gauge("koban_store_last_append_seconds", "Time the last batch append took.", lambda: w.last_append_seconds)
+        m.gauge("koban_store_write_errors", "Failed batch appends (retried).", lambda: w.write_errors_total)
+        m.gauge("koban_store_disk_bytes", "Bytes the store uses on disk.", self.store.disk_bytes)
+
+    async def run_query(self, endpoint: str, stmt: Statement, *, max_rows: int) -> QueryResult:
+        """Run `stmt` on the store in a worker thread, at most `query_concurrency` at once."""
+        return await anyio.to_thread.run_sync(functools.partial(self._query_blocking, endpoint, stmt, max_rows))
+
+    def _query_blocking(self, endpoint: str, stmt: Statement, max_rows: int) -> QueryResult:
+        with self._query_slots, self.metrics.query_seconds.labels(endpoint).time():
+            return self.store.query(
+                stmt.sql, stmt.params, timeout_s=self.settings.query_timeout_s, max_rows=max_rows
+            )
+
+    def apply_retention(self) -> None:
+        """Delete what is older than each signal's retention."""
+        now = self.clock.now_ns()
+        for signal, days in (
+            ("logs", self.settings.retention_logs_days),
+            ("spans", self.settings.retention_spans_days),
+            ("metrics", self.settings.retention_metrics_days),
+        ):
+            removed = self.store.delete_older_than(signal, now - int(days * DAY_NS))
+            if removed > 0:
+                self.metrics.retention_deleted.labels(signal).inc(removed)
+                log.info("retention removed %d %s rows older than %s days", removed, signal, days)
+
+    def close(self) -> None:
+        """Drain the queue into the store, then close the WAL and the store."""
+        self.writer.stop()
+        self.wal.close()
+        self.store.close()
+
+
+def build_app(runtime: Runtime) -> Starlette:
+    app = Starlette(
+        routes=routes(),
+        exception_handlers={KobanError: error_response, HTTPException: error_response, Exception: error_response},
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: `serve` installs handlers that stop it,
+    so the runtime is always closed (and the queue drained) on SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+def _banner(settings: Settings) -> str:
+    h = settings.host
+    lines = [f"koban {__version__} is running (data in {settings.data_dir})"]
+    if settings.port:
+        lines.append(f"  web UI and JSON API   http://{h}:{settings.port}")
+        lines.append(f"  OTLP/HTTP             http://{h}:{settings.port}/v1/{{logs,traces,metrics}}")
+    if settings.otlp_http_port:
+        lines.append(f"  OTLP/HTTP             http://{h}:{settings.otlp_http_port}")
+    if settings.otlp_grpc_port:
+        lines.append(f"  OTLP/gRPC             {h}:{settings.otlp_grpc_port}")
+    lines.append("Try:  koban query 'status:error' --since 15m    koban tail 'service:checkout'")
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> None:
+    """Run koban until SIGINT/SIGTERM. Raises ConfigError when it cannot start."""
+    if not _is_loopback(settings.host):
+        raise ConfigError(
+            f"refusing to listen on {settings.host}: authentication is not configured, "
+            "so koban binds only to a loopback address (use --host 127.0.0.1)"
+        )
+    http_ports = [p for p in dict.fromkeys((settings.port, settings.otlp_http_port)) if p]
+    sockets = [_bind(settings.host, p, "HTTP") for p in http_ports]
+    runtime = Runtime.open(settings)
+    server = _Server(uvicorn.Config(build_app(runtime), log_level="warning", access_log=False, lifespan="off"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    grpc_server = None
+    demo_stop = threading.Event()
+    retention = asyncio.create_task(_retention_loop(runtime))
+    http = asyncio.create_task(server.serve(sockets=sockets)) if sockets else None
+    try:
+        if settings.otlp_grpc_port:
+            from koban.receive.otlp_grpc import start_grpc_server
+
+            grpc_server = await start_grpc_server(runtime, settings.host, settings.otlp_grpc_port)
+        print(_banner(settings), file=sys.stderr, flush=True)
+        if settings.demo and settings.port:
+            _start_demo(settings, demo_stop)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter] + ([http] if http else []), return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+    finally:
+        demo_stop.set()
+        retention.cancel()
+        server.should_exit = True
+        if grpc_server is not None:
+            await grpc_server.stop(grace=2)
+        if http is not None:
+            await asyncio.wait([http], timeout=5)  # uvicorn finishes in-flight responses
+        await anyio.to_thread.run_sync(runtime.close)
+        for sock in sockets:
+            sock.close()
+        log.info("koban stopped")
+
+
+async def _retention_loop(runtime: Runtime) -> None:
+    while True:
+        try:
+            await anyio.to_thread.run_sync(runtime.apply_retention)
+        except Exception:
+            log.exception("retention failed; will try again")
+        await asyncio.sleep(runtime.settings.retention_interval_s)
+
+
+def _start_demo(settings: Settings, stop: threading.Event) -> None:
+    from koban.demo import run_demo
+
+    target = f"http://{settings.host}:{settings.port}"
+
+    def run() -> None:
+        try:
+            run_demo(target, stop=stop, rate=settings.demo_rate, log=lambda msg: log.info("demo: %s", msg))
+        except Exception:
+            log.exception("the demo load stopped")
+
+    threading.Thread(target=run, name="koban-demo", daemon=True).start()
+    print(f"demo shop load running against {target}", file=sys.stderr, flush=True)

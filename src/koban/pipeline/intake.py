@@ -1,0 +1,69 @@
+"""The one door every receiver hands a request through.
+
+Order matters for the durability promise: the payload is decoded (a bad one gets a 4xx
+and nothing is kept), capacity is reserved (a full queue answers 429 before anything is
+written), the raw request goes to the write-ahead log and is fsynced, then the decoded
+batch joins the queue for the store writer. Only after all of that does the receiver
+send its 2xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from koban.clock import Clock
+from koban.errors import DecodeError, KobanError
+from koban.model import Batch
+from koban.pipeline.buffer import IngestBuffer
+from koban.pipeline.wal import WriteAheadLog
+from koban.selfmetrics import SelfMetrics
+
+Decode = Callable[[str, bytes, int], Batch]
+
+
+class Intake:
+    def __init__(
+        self, buffer: IngestBuffer, wal: WriteAheadLog, decode: Decode, clock: Clock, metrics: SelfMetrics
+    ) -> None:
+        self.buffer = buffer
+        self.wal = wal
+        self.decode = decode
+        self.clock = clock
+        self.metrics = metrics
+
+    async def receive(self, codec: str, payload: bytes, *, protocol: str, signal: str) -> Batch:
+        """Decode `payload` with `codec`, make it durable and queue it for the store.
+
+        Returns the decoded batch (its `rejected` count is what partial success reports)
+        once the request is fsynced in the WAL. Raises DecodeError for a malformed
+        payload, Overloaded when the queue is full and Unavailable when the WAL cannot
+        be written; in every one of those cases nothing was kept.
+        """
+        received_ns = self.clock.now_ns()
+        try:
+            batch = self.decode(codec, payload, received_ns)
+        except DecodeError:
+            self.metrics.requests.labels(protocol, "malformed").inc()
+            raise
+        try:
+            await self._keep(codec, payload, received_ns, batch)
+        except KobanError as exc:
+            self.metrics.requests.labels(protocol, type(exc).__name__.lower()).inc()
+            self.metrics.rejected.labels(signal, protocol, type(exc).__name__.lower()).inc(batch.record_count)
+            raise
+        self.metrics.requests.labels(protocol, "accepted").inc()
+        self.metrics.received.labels(signal, protocol).inc(batch.record_count)
+        if batch.rejected:
+            self.metrics.rejected.labels(signal, protocol, "invalid_record").inc(batch.rejected)
+        return batch
+
+    async def _keep(self, codec: str, payload: bytes, received_ns: int, batch: Batch) -> None:
+        if batch.record_count == 0:
+            return  # an empty or fully rejected request: nothing to keep
+        reservation = self.buffer.reserve(batch.record_count)
+        try:
+            lsn = await self.wal.append(codec, payload, received_ns)
+        except BaseException:
+            self.buffer.release(reservation)
+            raise
+        self.buffer.put(reservation, lsn, batch)

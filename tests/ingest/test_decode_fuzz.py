@@ -1,0 +1,102 @@
+"""Whatever the bytes, every codec returns a Batch or raises DecodeError, nothing else."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from koban.errors import DecodeError
+from koban.ingest import CODECS, decode
+from koban.model import Batch
+
+RECEIVED = 1_767_225_600_000_000_000
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+GOLDEN_FILES = {"logs": "logs.json", "traces": "trace.json", "metrics": "metrics.json"}
+
+
+def _decodes_or_refuses(codec: str, payload: bytes) -> None:
+    try:
+        batch = decode(codec, payload, RECEIVED)
+    except DecodeError as exc:
+        assert exc.status == 400 and exc.message
+    else:
+        assert isinstance(batch, Batch)
+        assert batch.rejected >= 0 and (batch.rejected == 0) == (batch.rejected_reason == "")
+
+
+@FUZZ
+@given(st.sampled_from(sorted(CODECS)), st.binary(max_size=300))
+def test_it_never_raises_anything_but_decode_error_for_random_bytes(codec, payload):
+    _decodes_or_refuses(codec, payload)
+
+
+def _golden_payloads(otlp) -> dict[str, bytes]:
+    payloads = {}
+    for signal, filename in GOLDEN_FILES.items():
+        payloads[f"otlp-json/{signal}"] = (otlp.DATA / filename).read_bytes()
+    payloads["otlp-proto/logs"] = otlp.golden_logs_request().SerializeToString()
+    payloads["otlp-proto/traces"] = otlp.golden_trace_request().SerializeToString()
+    payloads["otlp-proto/metrics"] = otlp.golden_metrics_request().SerializeToString()
+    return payloads
+
+
+_edit = st.tuples(
+    st.sampled_from(["flip", "insert", "delete", "truncate"]),
+    st.integers(0, 10**6),
+    st.binary(min_size=1, max_size=4),
+)
+
+
+@FUZZ
+@given(st.sampled_from(sorted(CODECS)), st.lists(_edit, min_size=1, max_size=4))
+def test_it_never_raises_anything_but_decode_error_for_mutated_payloads(otlp, codec, edits):
+    payload = bytearray(_golden_payloads(otlp)[codec])
+    for op, where, data in edits:
+        at = where % (len(payload) + 1)
+        if op == "flip" and at < len(payload):
+            payload[at] ^= data[0] or 0xFF
+        elif op == "insert":
+            payload[at:at] = data
+        elif op == "delete":
+            del payload[at : at + len(data)]
+        else:
+            del payload[at:]
+
+    _decodes_or_refuses(codec, bytes(payload))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _nodes(doc, path=()):
+    """Every (path, node) in a JSON document, the root included."""
+    yield path, doc
+    children = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for key, child in children:
+        yield from _nodes(child, (*path, key))
+
+
+@FUZZ
+@given(st.sampled_from(sorted(GOLDEN_FILES)), st.integers(0, 10**6), _json)
+def test_it_never_raises_anything_but_decode_error_for_json_of_any_shape(otlp, signal, pick, replacement):
+    doc = orjson.loads((otlp.DATA / GOLDEN_FILES[signal]).read_bytes())
+    nodes = list(_nodes(doc))
+    path, _ = nodes[pick % len(nodes)]
+    if path:
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = replacement
+    else:
+        doc = replacement
+    try:
+        payload = orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # integers past 64 bits: JSON text orjson cannot write
+        payload = repr(doc).encode()
+
+    _decodes_or_refuses(f"otlp-json/{signal}", payload)

@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from koban.errors import ConfigError, Overloaded
+from koban.pipeline.buffer import IngestBuffer
+from koban.pipeline.wal import WriteAheadLog
+from koban.pipeline.writer import StoreWriter
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Pipeline:
+    """WAL + buffer + writer wired the way app.py wires them, with `receive` doing what
+    a receiver does for one request."""
+
+    def __init__(self, directory: Path, store, codec, *, max_records: int = 100_000, **writer_opts) -> None:
+        self.name, self.encode, decode = codec
+        self.store = store
+        self.wal = WriteAheadLog(directory, min_lsn=store.applied_lsn())
+        self.buffer = IngestBuffer(max_records)
+        opts = {"batch_max_delay_s": 0.01, "truncate_every_s": 3600.0} | writer_opts
+        self.writer = StoreWriter(store, self.buffer, self.wal, decode, **opts)
+
+    async def receive(self, bodies: list[str]) -> int:
+        payload = self.encode(bodies)
+        batch = self.writer.decode(self.name, payload, 1)
+        res = self.buffer.reserve(batch.record_count)
+        try:
+            lsn = await self.wal.append(self.name, payload, 1)
+        except BaseException:
+            self.buffer.release(res)
+            raise
+        self.buffer.put(res, lsn, batch)
+        return lsn
+
+    def receive_many(self, requests: list[list[str]]) -> list[int]:
+        async def main() -> list[int]:
+            return await asyncio.gather(*(self.receive(r) for r in requests))
+
+        return asyncio.run(main())
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.wal.close()
+
+
+def requests(prefix: str, n: int, per_request: int = 3) -> list[list[str]]:
+    return [[f"{prefix}{i}.{j}" for j in range(per_request)] for i in range(n)]
+
+
+def flat(reqs: list[list[str]]) -> list[str]:
+    return [b for r in reqs for b in r]
+
+
+def test_every_acknowledged_record_is_stored_once(tmp_path: Path, store, codec) -> None:
+    p = Pipeline(tmp_path, store, codec)
+    p.writer.start()
+    reqs = requests("a", 200)
+    lsns = p.receive_many(reqs)
+    p.close()
+
+    assert sorted(store.bodies) == sorted(flat(reqs))
+    assert store.applied_lsn() == max(lsns) == 200
+    assert p.writer.records_written == 600
+    assert p.writer.batches_written < 200  # merged
+    written_lsns = [lsn for lsn, _ in store.writes]
+    assert written_lsns == sorted(written_lsns)
+
+
+def test_replay_after_a_crash_stores_the_rest_exactly_once(tmp_path: Path, store, codec, new_store) -> None:
+    p = Pipeline(tmp_path, store, codec)
+    p.writer.start()
+    first = requests("a", 20)
+    p.receive_many(first)
+    p.writer.stop()
+    assert store.applied_lsn() == 20
+
+    # acknowledged while no writer runs: in the WAL only, then the process "dies"
+    later = requests("b", 15)
+    p.receive_many(later)
+    p.wal.close()
+
+    p = Pipeline(tmp_path, store, codec)
+    assert p.writer.replay() == 45
+    assert Counter(store.bodies) == Counter(flat(first + later))
+    assert store.applied_lsn() == 35
+    assert p.writer.replay() == 0  # a second replay finds nothing new
+    p.writer.start()
+    more = requests("c", 5)
+    assert p.receive_many(more) == list(range(36, 41))
+    p.close()
+    assert Counter(store.bodies) == Counter(flat(first + later + more))
+
+
+def test_a_crash_under_load_loses_nothing_and_duplicates_nothing(tmp_path: Path, store, codec) -> None:
+    live = tmp_path / "live"
+    p = Pipeline(live, store, codec, batch_max_records=40)
+    p.writer.start()
+    acked: list[list[str]] = []
+    crashed = threading.Event()
+
+    async def client(c: int) -> None:
+        for i in range(1_000):
+            if crashed.is_set():
+                return
+            bodies = [f"{c}.{i}.{j}" for j in range(2)]
+            await p.receive(bodies)
+            acked.append(bodies)
+
+    async def crash_midway() -> None:
+        while len(acked) < 300:
+            await asyncio.sleep(0)
+        # what kill -9 would leave: the store as of now, then every acked entry is in the WAL
+        crashed.set()
+        snapshot_store = store.snapshot()
+        snapshot_acked = flat(acked)
+        shutil.copytree(live, tmp_path / "crashed")
+        result.extend([snapshot_store, snapshot_acked])
+
+    result: list = []
+
+    async def main() -> None:
+        await asyncio.gather(*(client(c) for c in range(20)), crash_midway())
+
+    asyncio.run(main())
+    p.close()
+    crashed_store, acked_bodies = result
+    assert 0 < crashed_store.applied_lsn()
+
+    q = Pipeline(tmp_path / "crashed", crashed_store, codec)
+    assert q.writer.replay() > 0
+    stored = Counter(crashed_store.bodies)
+    assert all(count == 1 for count in stored.values()), "a record was stored twice"
+    assert not set(acked_bodies) - set(stored), "an acknowledged record was lost"
+    q.close()
+
+
+def test_a_failing_store_is_retried_until_it_takes_the_batch(tmp_path: Path, store, codec) -> None:
+    p = Pipeline(tmp_path, store, codec, max_records=30, retry_initial_s=0.001, retry_max_s=0.01)
+    store.fail_next = 10**9  # down until we say so
+    p.writer.start()
+    acked: list[list[str]] = []
+
+    async def send_until_overloaded() -> bool:
+        for bodies in requests("a", 100):
+            try:
+                await p.receive(bodies)
+            except Overloaded:
+                return True
+            acked.append(bodies)
+        return False
+
+    # the buffer fills while the store is down: receivers answer 429
+    assert asyncio.run(send_until_overloaded())
+    assert store.wait_for(lambda s: s.failed_writes >= 3)
+    assert "injected store failure" in p.writer.last_error
+    assert p.writer.write_errors_total >= 3
+
+    store.fail_next = 0
+    assert store.wait_for(lambda s: s.applied_lsn() == len(acked))
+    p.close()
+    assert Counter(store.bodies) == Counter(flat(acked))
+    assert p.writer.last_error is None
+
+
+def test_replay_merges_entries_into_chunks(tmp_path: Path, store, codec) -> None:
+    p = Pipeline(tmp_path, store, codec, batch_max_records=7)
+    p.receive_many(requests("a", 10))  # 3 records each, nobody writing
+    assert p.writer.replay() == 30
+    assert [lsn for lsn, _ in store.writes] == [3, 6, 9, 10]
+    p.close()
+
+
+def test_an_entry_that_does_not_decode_is_skipped_on_replay(tmp_path: Path, store, codec, caplog) -> None:
+    p = Pipeline(tmp_path, store, codec)
+    p.wal.append_blocking(p.name, p.encode(["ok1"]), 1)
+    p.wal.append_blocking(p.name, b"{not json", 1)
+    p.wal.append_blocking("unknown/codec", b"[]", 1)
+    with caplog.at_level(logging.ERROR):
+        assert p.writer.replay() == 1
+    assert "does not decode" in caplog.text
+    assert store.bodies == ["ok1"]
+    assert store.applied_lsn() == 3  # moved past the bad entries, so startup is not stuck
+    p.close()
+
+
+def test_a_batch_lost_after_its_append_is_stored_from_the_wal(tmp_path: Path, store, codec) -> None:
+    p = Pipeline(tmp_path, store, codec, gap_grace_s=0.0)
+    p.writer.start()
+
+    async def lost_then_ok() -> None:
+        # a request whose task is cancelled while the WAL writes it: durable, never put
+        lost = asyncio.create_task(p.receive(["lost"]))
+        await asyncio.sleep(0)  # it is now awaiting the append
+        lost.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await lost
+        assert await p.receive(["ok"]) == 2
+
+    asyncio.run(lost_then_ok())
+    assert store.wait_for(lambda s: s.applied_lsn() == 2)
+    p.close()
+    assert store.bodies == ["lost", "ok"]
+    assert p.writer.gaps_filled == 1
+
+
+def test_a_wal_behind_the_store_is_refused(tmp_path: Path, store, codec) -> None:
+    store.write(codec[2](codec[0], codec[1](["x"]), 1), 10)
+    p = Pipeline(tmp_path, store, codec)
+    p.wal.close()
+    p.wal = WriteAheadLog(tmp_path / "empty")  # forgot min_lsn
+    p.writer.wal = p.wal
+    with pytest.raises(ConfigError, match="min_lsn"):
+        p.writer.replay()
+    p.wal.close()
+
+
+def test_truncation_removes_applied_segments(tmp_path: Path, store, codec) -> None:
+    p = Pipeline(tmp_path, store, codec, truncate_every_s=0.0)
+    p.wal.segment_bytes = 200
+    p.writer.start()
+    p.receive_many(requests("a", 30))
+    p.writer.stop()
+    assert len(list(tmp_path.glob("*.wal"))) == 1
+    assert store.applied_lsn() == 30
+    p.wal.close()

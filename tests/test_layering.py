@@ -1,0 +1,79 @@
+"""The dependency rules of DESIGN.md, checked by walking every module's imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "koban"
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC.parent).with_suffix("")
+        out[".".join(rel.parts)] = ast.parse(path.read_text(), str(path))
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _importers_of(prefixes: tuple[str, ...]) -> dict[str, set[str]]:
+    found = {}
+    for name, tree in MODULES.items():
+        hits = {i for i in _imports(tree) if any(i == p or i.startswith(p + ".") for p in prefixes)}
+        if hits:
+            found[name] = hits
+    return found
+
+
+def _outside(found: dict[str, set[str]], allowed: tuple[str, ...]) -> dict[str, set[str]]:
+    return {m: i for m, i in found.items() if not any(m == a or m.startswith(a + ".") for a in allowed)}
+
+
+def test_only_the_store_imports_database_drivers():
+    assert _outside(_importers_of(("duckdb", "clickhouse_connect", "chdb")), ("koban.store",)) == {}
+
+
+def test_only_receivers_api_and_app_import_the_web_framework():
+    found = _importers_of(("starlette", "uvicorn", "grpc"))
+    assert _outside(found, ("koban.receive", "koban.api", "koban.app")) == {}
+
+
+@pytest.mark.parametrize("package", ["koban.ingest", "koban.query", "koban.model"])
+def test_pure_layers_do_no_io(package):
+    io = ("socket", "httpx", "duckdb", "starlette", "grpc", "subprocess", "koban.store.duckdb",
+          "koban.pipeline", "koban.receive", "koban.api", "koban.app", "koban.clock")
+    found = {m: i for m, i in _importers_of(io).items() if m == package or m.startswith(package + ".")}
+    assert found == {}
+
+
+def test_the_cli_talks_to_servers_through_the_client():
+    found = {i for i in _imports(MODULES["koban.cli"]) if i.startswith("koban.")}
+    allowed = ("koban.client", "koban.settings", "koban.errors", "koban.app", "koban.demo", "koban.__version__")
+    assert {i for i in found if not i.startswith(allowed)} == set()
+
+
+def test_nothing_but_settings_reads_the_environment():
+    readers = []
+    for name, tree in MODULES.items():
+        if name == "koban.settings":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+                readers.append(name)
+    assert readers == []
