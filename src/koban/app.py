@@ -100,6 +100,9 @@ class Runtime:
         m.gauge("koban_store_last_append_seconds", "Time the last batch append took.", lambda: w.last_append_seconds)
         m.gauge("koban_store_write_errors", "Failed batch appends (retried).", lambda: w.write_errors_total)
         m.gauge("koban_store_disk_bytes", "Bytes the store uses on disk.", self.store.disk_bytes)
+        m.gauge("koban_quarantined_requests", "Requests the store refused for good, kept in quarantine/.",
+                lambda: w.batches_quarantined)
+        m.gauge("koban_quarantined_records", "Records in quarantined requests.", lambda: w.records_quarantined)
 
     async def run_query(self, endpoint: str, stmt: Statement, *, max_rows: int) -> QueryResult:
         """Run `stmt` on the store in a worker thread, at most `query_concurrency` at once."""

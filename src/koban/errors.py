@@ -96,6 +96,14 @@ class ConfigError(KobanError):
 
 
 class StoreError(KobanError):
-    """The store failed for a reason that is not the client's fault."""
+    """The store failed. `permanent` is True when the data itself can never be stored
+    (a value out of its column's range): retrying the same batch cannot succeed, so the
+    writer sets it aside instead. False (the default) for failures that may pass: I/O,
+    a full disk, a lock. Either way the client sees a 500: by the time a batch reaches
+    the store its request was already acknowledged."""
 
     status = 500
+
+    def __init__(self, message: str, *, permanent: bool = False, **details: object) -> None:
+        super().__init__(message, **details)
+        self.permanent = permanent  # not in details: it is for the writer, not the client

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -75,18 +76,19 @@ def test_tail_prints_new_matching_lines_as_they_arrive(server):
 
 
 def _read_lines(proc: subprocess.Popen, n: int, timeout_s: float) -> list[str]:
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    lines: list[str] = []
+    """The first `n` lines `proc` prints, read by a thread (a select() on a buffered
+    pipe misses lines that are already in the buffer)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    seen: list[str] = []
     deadline = time.monotonic() + timeout_s
-    while len(lines) < n and time.monotonic() < deadline:
-        if selector.select(timeout=0.5):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-    assert len(lines) == n, f"tail printed {lines!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
-    return lines
+    while len(seen) < n and time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            pass
+    assert len(seen) == n, f"tail printed {seen!r}"
+    return seen
 
 
 def test_help_reads_well():

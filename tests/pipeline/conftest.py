@@ -38,7 +38,9 @@ def decode_bodies(codec: str, payload: bytes, received_ns: int) -> Batch:
 
 
 class MemoryStore:
-    """A Store kept in memory. `fail_next` makes that many writes raise StoreError."""
+    """A Store kept in memory. `fail_next` makes that many writes raise StoreError; a
+    write holding a body in `poison` raises a permanent StoreError, as a real store does
+    for a value that does not fit its column."""
 
     dialect = "memory"
 
@@ -47,6 +49,8 @@ class MemoryStore:
         self.writes: list[tuple[int, int]] = []  # (lsn, records) of every applied write
         self.failed_writes = 0
         self.fail_next = 0
+        self.poison: set[str] = set()
+        self.refused_writes = 0
         self._applied = 0
         self._cond = threading.Condition()
 
@@ -57,6 +61,10 @@ class MemoryStore:
                 self.failed_writes += 1
                 self._cond.notify_all()
                 raise StoreError("injected store failure")
+            refused = self.poison.intersection(r.body for r in batch.logs)
+            if refused and lsn > self._applied:
+                self.refused_writes += 1
+                raise StoreError(f"poison record(s) {sorted(refused)} at lsn {lsn}", permanent=True)
             if lsn <= self._applied:
                 return  # exactly once per lsn
             self.bodies.extend(r.body for r in batch.logs)
@@ -88,6 +96,7 @@ class MemoryStore:
         new = MemoryStore()
         new.bodies = list(self.bodies)
         new.writes = list(self.writes)
+        new.poison = set(self.poison)
         new._applied = self._applied
         return new
 

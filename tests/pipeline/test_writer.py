@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from koban.errors import ConfigError, Overloaded
+from koban.model import Batch
 from koban.pipeline.buffer import IngestBuffer
 from koban.pipeline.wal import WriteAheadLog
 from koban.pipeline.writer import StoreWriter
@@ -232,3 +234,126 @@ def test_truncation_removes_applied_segments(tmp_path: Path, store, codec) -> No
     assert len(list(tmp_path.glob("*.wal"))) == 1
     assert store.applied_lsn() == 30
     p.wal.close()
+
+
+# --- poison batches: data the store refuses for good -------------------------------------
+
+POISON = ["x", "poison", "y"]
+
+
+def quarantined(directory: Path) -> dict[int, tuple[dict, bytes]]:
+    """lsn -> (metadata, payload) of every request in the quarantine directory."""
+    return {
+        int(meta.stem): (json.loads(meta.read_text()), meta.with_suffix(".bin").read_bytes())
+        for meta in sorted(directory.glob("*.json"))
+    }
+
+
+def test_a_poison_request_is_quarantined_and_the_rest_stored_once(tmp_path: Path, store, codec, caplog) -> None:
+    store.poison = {"poison"}
+    p = Pipeline(tmp_path / "wal", store, codec)
+    p.writer.replay()  # nothing to replay: the buffer now expects lsn 1
+    good = requests("a", 4)
+    assert p.receive_many(good[:2] + [POISON] + good[2:]) == [1, 2, 3, 4, 5]
+
+    with caplog.at_level(logging.ERROR, logger="koban.pipeline.writer"):
+        p.writer.start()  # takes all five at once: the merged write is refused
+        assert store.wait_for(lambda s: s.applied_lsn() == 5)
+
+    assert Counter(store.bodies) == Counter(flat(good))
+    assert store.writes == [(1, 3), (2, 3), (3, 0), (4, 3), (5, 3)]  # lsn 3: only applied_lsn moved
+    assert store.refused_writes == 2  # the merge, then lsn 3 on its own
+    (meta, payload), = quarantined(tmp_path / "quarantine").values()
+    assert meta | {"error": ""} == {"lsn": 3, "codec": codec[0], "received_ns": 1,
+                                    "payload_bytes": len(payload), "error": ""}  # fmt: skip
+    assert "poison" in meta["error"]
+    assert payload == codec[1](POISON)
+    assert (p.writer.batches_quarantined, p.writer.records_quarantined) == (1, 3)
+    assert [r.levelno for r in caplog.records if "quarantined" in r.getMessage()] == [logging.ERROR]
+
+    assert p.receive_many([["after"]]) == [6]  # the writer keeps going
+    assert store.wait_for(lambda s: s.applied_lsn() == 6)
+    p.close()
+    assert store.bodies[-1] == "after"
+
+    again = Pipeline(tmp_path / "wal", store, codec)
+    assert again.writer.replay() == 0
+    again.close()
+    assert again.writer.batches_quarantined == 0
+    assert list(quarantined(tmp_path / "quarantine")) == [3]
+
+
+def test_replay_quarantines_a_poison_entry_once_and_starts(tmp_path: Path, store, codec) -> None:
+    store.poison = {"poison"}
+    p = Pipeline(tmp_path / "wal", store, codec)
+    good = requests("a", 4)
+    p.receive_many(good[:1] + [POISON] + good[1:])  # acknowledged, then the process dies
+    p.wal.close()
+
+    p = Pipeline(tmp_path / "wal", store, codec)
+    assert p.writer.replay() == 12
+    p.writer.start()
+    assert p.receive_many([["after"]]) == [6]
+    p.close()
+    assert Counter(store.bodies) == Counter(flat(good) + ["after"])
+    assert list(quarantined(tmp_path / "quarantine")) == [2]
+    assert p.writer.batches_quarantined == 1
+
+    again = Pipeline(tmp_path / "wal", store, codec)
+    assert again.writer.replay() == 0
+    again.close()
+    assert again.writer.batches_quarantined == 0
+    assert Counter(store.bodies) == Counter(flat(good) + ["after"])
+
+
+def test_a_transient_failure_is_still_retried_before_a_poison_request_is_split_off(
+    tmp_path: Path, store, codec
+) -> None:
+    store.poison = {"poison"}
+    store.fail_next = 3
+    quarantine = tmp_path / "elsewhere"
+    p = Pipeline(tmp_path / "wal", store, codec, retry_initial_s=0.001, retry_max_s=0.01, quarantine_dir=quarantine)
+    p.writer.replay()
+    p.receive_many([["ok"], POISON])
+    p.writer.start()
+    assert store.wait_for(lambda s: s.applied_lsn() == 2)
+    p.close()
+
+    assert store.failed_writes == 3
+    assert store.bodies == ["ok"]
+    assert list(quarantined(quarantine)) == [2]
+    assert p.writer.last_error is None
+
+
+def with_overflowing_poison(decode):
+    """`decode`, except that a "poison" body gets a timestamp no TIMESTAMP_NS column holds."""
+
+    def overflowing(codec: str, payload: bytes, received_ns: int) -> Batch:
+        logs = decode(codec, payload, received_ns).logs
+        return Batch(logs=tuple(r._replace(timestamp_ns=2**64 - 1) if r.body == "poison" else r for r in logs))
+
+    return overflowing
+
+
+def test_duckdb_refusing_a_record_for_good_does_not_stall_ingest_or_startup(tmp_path: Path, codec) -> None:
+    duckdb_store = pytest.importorskip("koban.store.duckdb")
+    overflow = (codec[0], codec[1], with_overflowing_poison(codec[2]))
+    store = duckdb_store.DuckDBStore(tmp_path / "koban.duckdb", threads=1)
+    p = Pipeline(tmp_path / "wal", store, overflow)
+    p.writer.replay()
+    p.receive_many([["a"], POISON, ["b"]])
+    p.writer.start()
+    p.close()  # drains the queue
+    store.close()
+
+    store = duckdb_store.DuckDBStore(tmp_path / "koban.duckdb", threads=1)
+    try:
+        again = Pipeline(tmp_path / "wal", store, overflow)
+        assert again.writer.replay() == 0
+        again.close()
+        assert store.applied_lsn() == 3
+        rows = store.query("SELECT Body FROM otel_logs ORDER BY Body", {}, timeout_s=10, max_rows=10).rows
+    finally:
+        store.close()
+    assert rows == [("a",), ("b",)]
+    assert "does not fit the schema" in quarantined(tmp_path / "quarantine")[2][0]["error"]

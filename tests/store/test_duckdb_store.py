@@ -438,3 +438,50 @@ def test_a_closed_store_refuses_work() -> None:
 def test_a_setting_duckdb_refuses_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="cannot open"):
         DuckDBStore(":memory:", memory_limit="lots")
+
+
+# --- permanent and transient failures --------------------------------------------------
+
+
+@pytest.mark.parametrize("timestamp_ns", [2**63 + 5, 2**64 - 1], ids=["past-int64", "max-uint64"])
+def test_a_timestamp_beyond_int64_is_refused_for_good(store: DuckDBStore, timestamp_ns: int) -> None:
+    store.write(Batch(logs=[log(0)]), lsn=1)
+
+    with pytest.raises(StoreError, match="does not fit the schema") as caught:
+        store.write(Batch(logs=[log(1), log(2)._replace(timestamp_ns=timestamp_ns)]), lsn=2)
+
+    assert caught.value.permanent is True
+    assert "permanent" not in caught.value.to_dict()
+    assert count(store, schema.LOGS) == 1
+    assert store.applied_lsn() == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [log(0)._replace(severity_number=300), log(0)._replace(body="\ud800")],
+    ids=["severity-over-utinyint", "lone-surrogate"],
+)
+def test_a_value_that_does_not_fit_its_column_is_refused_for_good(store: DuckDBStore, bad: LogRecord) -> None:
+    with pytest.raises(StoreError) as caught:
+        store.write(Batch(logs=[bad]), lsn=1)
+
+    assert caught.value.permanent is True
+    assert store.applied_lsn() == 0
+
+
+def test_a_failure_that_is_not_about_the_data_is_not_permanent() -> None:
+    s = DuckDBStore(":memory:", threads=1)
+    s.close()
+
+    with pytest.raises(StoreError) as caught:
+        s.write(Batch(logs=[log(0)]), lsn=1)
+
+    assert caught.value.permanent is False
+
+
+def test_an_empty_batch_only_moves_the_applied_lsn(store: DuckDBStore) -> None:
+    store.write(Batch(logs=[log(0)]), lsn=1)
+    store.write(Batch(), lsn=2)
+
+    assert store.applied_lsn() == 2
+    assert count(store, schema.LOGS) == 1

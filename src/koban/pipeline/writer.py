@@ -2,18 +2,27 @@
 them to the store under the highest lsn of the merge, so the store's applied_lsn says
 exactly which WAL entries are stored. On start, `replay` stores what the WAL holds past
 applied_lsn, so every acknowledged record is stored exactly once, even after kill -9.
+
+A batch the store refuses for good (a permanent StoreError: a value that does not fit
+its column) must not wedge ingest: the merge is split into its requests, each written
+under its own lsn, and a request the store still refuses is copied to the quarantine
+directory and skipped (docs/ingest.md, "Poison batches").
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
+from functools import partial
+from pathlib import Path
 
 from koban.clock import Clock, SystemClock
-from koban.errors import ConfigError, DecodeError
+from koban.errors import ConfigError, DecodeError, StoreError
 from koban.model import Batch
 from koban.pipeline.buffer import IngestBuffer
 from koban.pipeline.wal import WalEntry, WriteAheadLog
@@ -41,7 +50,10 @@ class StoreWriter:
         gap_grace_s: float = 1.0,
         retry_initial_s: float = 0.1,
         retry_max_s: float = 5.0,
+        quarantine_dir: Path | None = None,
     ) -> None:
+        """`quarantine_dir` receives the requests the store refuses for good; by default
+        `quarantine/` next to the WAL directory (so `<data_dir>/quarantine`)."""
         self.store = store
         self.buffer = buffer
         self.wal = wal
@@ -53,6 +65,9 @@ class StoreWriter:
         self.gap_grace_s = gap_grace_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        if quarantine_dir is None:
+            quarantine_dir = wal.directory.parent / "quarantine"
+        self.quarantine_dir = Path(quarantine_dir)
 
         self.batches_written = 0
         self.records_written = 0
@@ -62,6 +77,8 @@ class StoreWriter:
         self.write_errors_total = 0
         self.last_error: str | None = None
         self.gaps_filled = 0
+        self.batches_quarantined = 0
+        self.records_quarantined = 0
 
         self._replayed = False
         self._thread: threading.Thread | None = None
@@ -76,9 +93,11 @@ class StoreWriter:
         """Stores every WAL entry after store.applied_lsn(), merged in chunks of up to
         batch_max_records, and points the buffer at the WAL's next lsn. Returns the
         number of records replayed. An entry that fails to decode is logged and skipped
-        (it cannot happen for data that was acknowledged, but must not block startup).
+        (it cannot happen for data that was acknowledged, but must not block startup);
+        an entry the store refuses for good is quarantined (neither may block startup).
         Raises ConfigError when the WAL is behind the store (open it with
-        min_lsn=store.applied_lsn()); a store error propagates (the WAL keeps the data)."""
+        min_lsn=store.applied_lsn()); a transient StoreError propagates, as does an
+        OSError writing the quarantine (the WAL keeps the data either way)."""
         applied = self.store.applied_lsn()
         if self.wal.last_lsn < applied:
             raise ConfigError(
@@ -88,26 +107,26 @@ class StoreWriter:
         # Entries appended while we replay (receivers opened early) go through the
         # buffer instead: the buffer starts right after `end`.
         end = self.wal.last_lsn
-        total = 0
-        chunk: list[Batch] = []
-        records, chunk_lsn = 0, 0
+        written_before = self.records_written
+        chunk: list[tuple[int, Batch]] = []
+        records = 0
         with closing(self.wal.replay(applied)) as entries:
             for entry in entries:
                 if entry.lsn > end:
                     break
+                # an entry that does not decode stays in the chunk as an empty batch, so
+                # the write still moves applied_lsn past it
                 batch = self._decode(entry)
-                chunk_lsn = entry.lsn
-                if batch is not None:
-                    chunk.append(batch)
-                    records += batch.record_count
+                if batch is None:
+                    batch = Batch()
+                chunk.append((entry.lsn, batch))
+                records += batch.record_count
                 if records >= self.batch_max_records:
-                    total += self._write(Batch.merge(chunk), chunk_lsn)
+                    self._store(chunk, retry=False)
                     chunk, records = [], 0
-                    chunk_lsn = 0
-        if chunk_lsn:
-            # may be an empty batch when the last entries did not decode: it still
-            # moves applied_lsn past them
-            total += self._write(Batch.merge(chunk) if chunk else Batch(), chunk_lsn)
+        if chunk:
+            self._store(chunk, retry=False)
+        total = self.records_written - written_before
         if total:
             log.info("replayed %d records from the WAL (lsn %d..%d)", total, applied + 1, end)
         self.records_replayed += total
@@ -160,8 +179,7 @@ class StoreWriter:
         stopping = self._stopping.is_set()
         items = self._collect(timeout_s=0.0 if stopping else self.batch_max_delay_s)
         if items:
-            lsn = items[-1][0]
-            if not self._write_retrying(Batch.merge([b for _, b in items]), lsn):
+            if not self._store(items, retry=True):
                 return False
         elif self._fill_gap(force=stopping):
             pass
@@ -190,28 +208,100 @@ class StoreWriter:
             records += sum(b.record_count for _, b in more)
         return items
 
-    def _write_retrying(self, batch: Batch, lsn: int) -> bool:
-        """Writes until the store takes it, backing off between attempts. False when
+    def _store(self, items: list[tuple[int, Batch]], *, retry: bool) -> bool:
+        """Stores `items` (consecutive (lsn, batch)) merged under the last lsn. When the
+        store refuses the merge for good, stores them one lsn at a time instead and
+        quarantines each one it still refuses, so applied_lsn always ends at the last
+        lsn. With `retry`, transient failures are retried with backoff; without, they
+        propagate (StoreError, or OSError from the quarantine). Returns False when
         stop() gave up first."""
+        lsn = items[-1][0]
+        try:
+            merged = Batch.merge([b for _, b in items])
+            return self._attempt(partial(self._write, merged, lsn), retry, f"store write (lsn {lsn})")
+        except StoreError as e:
+            if not e.permanent:
+                raise
+            if len(items) == 1:
+                return self._quarantine(lsn, items[0][1], e, retry)
+            log.warning(
+                "the store refuses the batch of lsn %d..%d for good (%s); writing them one by one",
+                items[0][0], lsn, e,
+            )
+        for one_lsn, batch in items:
+            try:
+                done = self._attempt(partial(self._write, batch, one_lsn), retry, f"store write (lsn {one_lsn})")
+            except StoreError as e:
+                if not e.permanent:
+                    raise
+                done = self._quarantine(one_lsn, batch, e, retry)
+            if not done:
+                return False
+        return True
+
+    def _attempt(self, action: Callable[[], object], retry: bool, what: str) -> bool:
+        """Runs `action` once, or with `retry` until it stops raising, backing off
+        between attempts. Returns False when stop() gave up first. A permanent
+        StoreError is raised at once (retrying cannot help); without `retry` any error is."""
         delay = self.retry_initial_s
         failing = False
         while True:
             try:
-                self._write(batch, lsn)
-            except Exception as e:  # any store failure: keep the batch and retry
+                action()
+            except Exception as e:
                 self.write_errors_total += 1
+                permanent = isinstance(e, StoreError) and e.permanent
+                if permanent or not retry:
+                    raise
                 self.last_error = f"{type(e).__name__}: {e}"
                 if not failing:
-                    log.exception("store write failed (lsn %d, %d records); retrying", lsn, batch.record_count)
+                    log.exception("%s failed; retrying", what)
                     failing = True
                 if self._abandon.wait(delay):
                     return False
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             if failing:
-                log.info("store write recovered after %d errors", self.write_errors_total)
+                log.info("%s recovered after %d errors", what, self.write_errors_total)
             self.last_error = None
             return True
+
+    def _quarantine(self, lsn: int, batch: Batch, error: StoreError, retry: bool) -> bool:
+        """Sets aside the request at `lsn`, which the store refuses for good: copies its
+        WAL entry to the quarantine directory, then moves applied_lsn past it with an
+        empty batch. Returns False when stop() gave up first; raises like `_attempt`."""
+        save = partial(self._save_quarantined, lsn, str(error))
+        if not self._attempt(save, retry, f"quarantining lsn {lsn}"):
+            return False
+        # an empty batch stores nothing but moves applied_lsn past the refused request
+        if not self._attempt(partial(self._write, Batch(), lsn), retry, f"store write (lsn {lsn})"):
+            return False
+        self.batches_quarantined += 1
+        self.records_quarantined += batch.record_count
+        log.error(
+            "the store refuses lsn %d (%d records) for good, so it is quarantined in %s: %s",
+            lsn, batch.record_count, self.quarantine_dir, error,
+        )
+        return True
+
+    def _save_quarantined(self, lsn: int, reason: str) -> None:
+        """Writes `<lsn>.bin` (the request as received) and then `<lsn>.json` (codec,
+        lsn, received_ns, error) under quarantine_dir, fsynced: once applied_lsn moves
+        past `lsn` the WAL may delete its copy. Raises OSError when that fails."""
+        with closing(self.wal.replay(lsn - 1)) as entries:
+            entry = next(entries, None)
+        if entry is None or entry.lsn != lsn:
+            # only a corrupt WAL gets here; keep what is known about the request
+            log.error("lsn %d is not in the WAL: its quarantine record has no payload", lsn)
+            entry = WalEntry(lsn, 0, "", b"")
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        stem = self.quarantine_dir / f"{lsn:020d}"
+        meta = {"lsn": lsn, "codec": entry.codec, "received_ns": entry.received_ns,
+                "payload_bytes": len(entry.payload), "error": reason}  # fmt: skip
+        # the .json is written last: a .json means its .bin is complete
+        _write_durably(stem.with_suffix(".bin"), entry.payload)
+        _write_durably(stem.with_suffix(".json"), json.dumps(meta, indent=2).encode())
+        _fsync_dir(self.quarantine_dir)
 
     def _write(self, batch: Batch, lsn: int) -> int:
         started = self.clock.monotonic()
@@ -242,7 +332,7 @@ class StoreWriter:
         else:
             log.warning("lsn %d was acknowledged but never queued: storing it from the WAL", gap)
             batch = self._decode(entry)
-            if not self._write_retrying(batch if batch is not None else Batch(), gap):
+            if not self._store([(gap, batch if batch is not None else Batch())], retry=True):
                 return False
             self.gaps_filled += 1
         self.buffer.skip_through(gap)
@@ -268,3 +358,23 @@ class StoreWriter:
         except Exception:  # a decoder bug: same outcome, but with the traceback
             log.exception("WAL entry %d (%s) does not decode, skipping it", entry.lsn, entry.codec)
             return None
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Writes `data` to `path` via a temporary file and a rename, fsynced, so a crash
+    leaves the old file or the new one. Raises OSError."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # makes the renames themselves durable
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

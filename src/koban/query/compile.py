@@ -130,6 +130,9 @@ class Field:
     """A string-valued field; subclasses override the operators whose SQL differs."""
 
     match_verb = "is"
+    # Columns the `group` expression reads, when it reads only a few plain columns: then
+    # a grouping query can count per raw value first and map the few results (see reads).
+    group_inputs: tuple[str, ...] | None = None
 
     def value(self, d: Dialect, p: Params) -> str:
         """The field's value as a string expression, NULL when absent."""
@@ -251,6 +254,8 @@ class Enum(Field):
 
 class Severity(Field):
     """A log's level: its SeverityText or its SeverityNumber's range (see LEVELS)."""
+
+    group_inputs = ("SeverityText", "SeverityNumber")
 
     def _level(self, name: str, d: Dialect, p: Params) -> str:
         _, low, high, synonyms = next(lv for lv in LEVELS if lv[0] == name)
@@ -542,3 +547,10 @@ def group_expr(field_name: str, source: Source, dialect: Dialect, params: Params
     for grouping (facets, histogram `by`); severity groups by normalised level name."""
     field, _ = source.field(field_name)
     return field.group(dialect, params)
+
+
+def group_inputs(field_name: str, source: Source) -> tuple[str, ...] | None:
+    """The plain columns `group_expr(field_name)` reads, or None when it reads more
+    (attribute maps): callers may then count per raw column values first."""
+    field, _ = source.field(field_name)
+    return field.group_inputs

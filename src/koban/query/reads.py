@@ -13,7 +13,7 @@ from typing import Any
 
 from koban.errors import BadRequest
 from koban.query import ast
-from koban.query.compile import LOGS, SPANS, Source, compile_filter, group_expr, number_level
+from koban.query.compile import LOGS, SPANS, Source, compile_filter, group_expr, group_inputs, number_level
 from koban.query.dialects import Dialect, Params, Statement
 from koban.query.timeparse import format_rfc3339_ns
 from koban.store import schema
@@ -225,18 +225,43 @@ def logs_histogram(
             " GROUP BY bucket ORDER BY bucket"
         )
         return Statement(sql, p.values)
-    grp = group_expr(by, LOGS, dialect, p)
+    counted = _grouped_counts(dialect, by, LOGS, where, p, {"bucket": bucket})
+    # The top groups are picked from the small aggregate, so the table is read once.
     top = "SELECT grp FROM top_groups"
     sql = (
-        f"WITH matched AS (SELECT {bucket} AS bucket, {grp} AS grp FROM {LOGS.table} WHERE {where}),"
-        f" top_groups AS (SELECT grp FROM matched WHERE grp IS NOT NULL GROUP BY grp"
-        f" ORDER BY count(*) DESC, grp LIMIT {p.bind(HISTOGRAM_GROUPS)})"
+        f"WITH counted AS ({counted}),"
+        f" top_groups AS (SELECT grp FROM counted WHERE grp IS NOT NULL GROUP BY grp"
+        f" ORDER BY sum(n) DESC, grp LIMIT {p.bind(HISTOGRAM_GROUPS)})"
         f" SELECT bucket,"
         f" CASE WHEN grp IS NULL THEN 0 WHEN grp IN ({top}) THEN 1 ELSE 2 END AS kind,"
-        f" CASE WHEN grp IN ({top}) THEN grp END AS grp_value, count(*) AS n"
-        f" FROM matched GROUP BY bucket, kind, grp_value ORDER BY bucket"
+        f" CASE WHEN grp IN ({top}) THEN grp END AS grp_value, sum(n) AS n"
+        f" FROM counted GROUP BY bucket, kind, grp_value ORDER BY bucket"
     )
     return Statement(sql, p.values)
+
+
+def _grouped_counts(
+    dialect: Dialect, field: str, source: Source, where: str, p: Params, keys: dict[str, str]
+) -> str:
+    """SQL yielding columns (*keys, grp, n): matching records counted per `keys`
+    (name -> expression) and per value of `field`. When the field's group expression
+    reads only a few plain columns (severity), records are first counted per raw value
+    of those columns and the expression runs over that small result, not every row."""
+    key_select = "".join(f"{expr} AS {name}, " for name, expr in keys.items())
+    key_names = "".join(f"{name}, " for name in keys)
+    inputs = group_inputs(field, source)
+    grp = group_expr(field, source, dialect, p)
+    if inputs is None:
+        return (
+            f"SELECT {key_select}{grp} AS grp, count(*) AS n FROM {source.table}"
+            f" WHERE {where} GROUP BY {key_names}grp"
+        )
+    raw = ", ".join(_ident(c) for c in inputs)
+    return (
+        f"SELECT {key_names}{grp} AS grp, sum(n) AS n FROM"
+        f" (SELECT {key_select}{raw}, count(*) AS n FROM {source.table} WHERE {where}"
+        f" GROUP BY {key_names}{raw}) AS raw_counts GROUP BY {key_names}grp"
+    )
 
 
 def histogram_result(
@@ -281,13 +306,12 @@ def logs_facets(
     """The `limit` most frequent values of `field` among matching records."""
     p = dialect.new_params()
     where = _where(dialect, LOGS, q, start_ns, end_ns, p)
-    value = group_expr(field, LOGS, dialect, p)
+    counted = _grouped_counts(dialect, field, LOGS, where, p, {})
     # The window total runs before LIMIT, so it counts every matching record; records
     # without the field form the NULL group, sorted last (so it never displaces a value)
     # and dropped by the shaper.
     sql = (
-        f"SELECT {value} AS value, count(*) AS n, sum(count(*)) OVER () AS total"
-        f" FROM {LOGS.table} WHERE {where} GROUP BY value"
+        f"SELECT grp AS value, n, sum(n) OVER () AS total FROM ({counted}) AS counted"
         f" ORDER BY value IS NULL, n DESC, value LIMIT {p.bind(int(limit))}"
     )
     return Statement(sql, p.values)

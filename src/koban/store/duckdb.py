@@ -31,6 +31,17 @@ _STATE_DDL = f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (applied_lsn BIGINT NOT 
 # refusing it keeps such a bug from changing data.
 _READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
+# What DuckDB raises during an insert when a value cannot go into its column (a number
+# out of range, a map with a duplicate key): the same batch fails the same way every
+# time, so these make a permanent StoreError. Anything else (I/O, out of memory, a
+# transaction conflict) may pass and stays retryable.
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.ConstraintException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+)
+
 
 class DuckDBStore:
     """koban.store.base.Store over an embedded DuckDB database."""
@@ -91,14 +102,18 @@ class DuckDBStore:
 
     def write(self, batch: Batch, lsn: int) -> None:
         """Append `batch` and record `lsn` as applied, in one transaction. Does nothing
-        when `lsn` is not above applied_lsn() (a WAL replay). Raises StoreError, with
-        nothing applied, when a record does not fit its column or DuckDB fails."""
+        when `lsn` is not above applied_lsn() (a WAL replay); an empty batch only moves
+        applied_lsn. Raises StoreError, with nothing applied: `permanent` when a record
+        does not fit its column (retrying cannot help), not permanent when DuckDB fails
+        otherwise (I/O, memory, a closed store)."""
         if lsn <= self._applied_lsn:
             return
         try:
             tables = batch_to_arrow(batch, dictionary_maps=True)
+        except MemoryError as e:  # pyarrow's ArrowMemoryError is also an ArrowException
+            raise StoreError(f"out of memory converting the batch at LSN {lsn}", lsn=lsn) from e
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-            raise StoreError(f"batch at LSN {lsn} does not fit the schema: {e}", lsn=lsn) from e
+            raise StoreError(f"batch at LSN {lsn} does not fit the schema: {e}", lsn=lsn, permanent=True) from e
         with self._write_lock:
             self._check_open()
             if lsn <= self._applied_lsn:
@@ -111,6 +126,9 @@ class DuckDBStore:
                     con.from_arrow(data).insert_into(table)
                 con.execute(f"UPDATE {STATE_TABLE} SET applied_lsn = $lsn", {"lsn": lsn})
                 con.commit()
+            except _DATA_ERRORS as e:
+                _rollback(con)
+                raise StoreError(f"batch at LSN {lsn} does not fit the schema: {e}", lsn=lsn, permanent=True) from e
             except duckdb.Error as e:
                 _rollback(con)
                 raise StoreError(f"DuckDB write failed at LSN {lsn}: {e}", lsn=lsn) from e
