@@ -51,7 +51,7 @@ def test_only_the_store_imports_database_drivers():
 
 def test_only_receivers_api_and_app_import_the_web_framework():
     found = _importers_of(("starlette", "uvicorn", "grpc"))
-    assert _outside(found, ("koban.receive", "koban.api", "koban.app")) == {}
+    assert _outside(found, ("koban.receive", "koban.api", "koban.ui", "koban.app")) == {}
 
 
 @pytest.mark.parametrize("package", ["koban.ingest", "koban.query", "koban.model"])

@@ -36,7 +36,7 @@ from koban.query.dialects import Statement, for_store
 from koban.selfmetrics import SelfMetrics
 from koban.settings import Settings
 from koban.store.base import QueryResult, Store
-from koban.store.duckdb import DuckDBStore
+from koban.store.factory import open_store
 
 log = logging.getLogger("koban")
 
@@ -75,11 +75,7 @@ class Runtime:
             data.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"data_dir {settings.data_dir!r} cannot be created: {exc}") from None
-        store = DuckDBStore(
-            data / "koban.duckdb",
-            memory_limit=settings.duckdb_memory_limit,
-            threads=settings.duckdb_threads or None,
-        )
+        store = open_store(settings)
         wal = WriteAheadLog(data / "wal", segment_bytes=settings.wal_segment_bytes, min_lsn=store.applied_lsn())
         runtime = cls(settings, clock or SystemClock(), store, wal)
         replayed = runtime.writer.replay()
@@ -249,7 +245,7 @@ def _start_demo(settings: Settings, stop: threading.Event) -> None:
 
     def run() -> None:
         try:
-            run_demo(target, stop=stop, rate=settings.demo_rate, log=lambda msg: log.info("demo: %s", msg))
+            run_demo(target, stop=stop, rate=settings.demo_rate, log=lambda msg: log.info("%s", msg))
         except Exception:
             log.exception("the demo load stopped")
 

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -207,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `koban query ... | head`: the reader left; say nothing more, like other CLIs
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KobanAPIError as exc:
         where = f" at position {exc.body['position']}" if "position" in exc.body else ""
         print(f"koban: {exc}{where}", file=sys.stderr)

@@ -18,6 +18,8 @@ Conventions:
 
 from __future__ import annotations
 
+from itertools import accumulate, chain, repeat
+from operator import add
 from typing import NamedTuple
 
 Attributes = dict[str, str]
@@ -66,6 +68,93 @@ class LogRecord(NamedTuple):
     attributes: Attributes
     resource: Resource
     scope: Scope
+
+
+class LogColumns(NamedTuple):
+    """Log records held column-wise: what the OTLP/protobuf decoder produces, because
+    building a dict and a LogRecord per record cost more than everything else in
+    ingest. Column i of every list belongs to record i; `LogColumns.records()` gives the
+    same records as LogRecords.
+
+    Each list follows the LogRecord field of the same name, with the same meaning. Record
+    i's attributes are `attr_keys[attr_offsets[i]:attr_offsets[i + 1]]` with the
+    values at the same positions: keys are unique within a record, in the order the
+    equivalent dict would have them. `resources` and `scopes` hold one object per
+    record, shared as in LogRecords. Treat the lists as read-only.
+    """
+
+    timestamp_ns: list[int]
+    observed_ns: list[int]
+    trace_id: list[str]
+    span_id: list[str]
+    trace_flags: list[int]
+    severity_text: list[str]
+    severity_number: list[int]
+    body: list[str]
+    attr_keys: list[str]
+    attr_values: list[str]
+    attr_offsets: list[int]  # len = count + 1, starting at 0
+    resources: list[Resource]
+    scopes: list[Scope]
+
+    @property
+    def count(self) -> int:
+        return len(self.timestamp_ns)
+
+    def records(self) -> list[LogRecord]:
+        """The same records as LogRecords, in order."""
+        keys, values, offsets = self.attr_keys, self.attr_values, self.attr_offsets
+        attributes = [dict(zip(keys[a:b], values[a:b])) for a, b in zip(offsets, offsets[1:])]
+        return list(
+            map(
+                LogRecord,
+                self.timestamp_ns,
+                self.observed_ns,
+                self.trace_id,
+                self.span_id,
+                self.trace_flags,
+                self.severity_text,
+                self.severity_number,
+                self.body,
+                attributes,
+                self.resources,
+                self.scopes,
+            )
+        )
+
+    @staticmethod
+    def from_records(records: tuple[LogRecord, ...] | list[LogRecord]) -> LogColumns:
+        """`records` column-wise (the inverse of `records()`)."""
+        attributes = [r.attributes for r in records]
+        return LogColumns(
+            [r.timestamp_ns for r in records],
+            [r.observed_ns for r in records],
+            [r.trace_id for r in records],
+            [r.span_id for r in records],
+            [r.trace_flags for r in records],
+            [r.severity_text for r in records],
+            [r.severity_number for r in records],
+            [r.body for r in records],
+            list(chain.from_iterable(attributes)),
+            list(chain.from_iterable(map(dict.values, attributes))),
+            list(accumulate(map(len, attributes), initial=0)),
+            [r.resource for r in records],
+            [r.scope for r in records],
+        )
+
+    @staticmethod
+    def concat(parts: list[LogColumns] | tuple[LogColumns, ...]) -> LogColumns:
+        """One LogColumns holding the records of all `parts`, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets = [0]
+        for p in parts:
+            # each part's offsets start at 0: shift them past what is already there
+            offsets.extend(map(add, p.attr_offsets[1:], repeat(offsets[-1])))
+        return LogColumns._make(
+            offsets if name == "attr_offsets" else list(chain.from_iterable(getattr(p, name) for p in parts))
+            for name in LogColumns._fields
+        )
 
 
 class SpanEvent(NamedTuple):
@@ -189,7 +278,12 @@ class SummaryPoint(NamedTuple):
 
 class Batch(NamedTuple):
     """What one decoded request holds. `rejected` counts records the decoder refused
-    (reported to OTLP clients as partial success, with `rejected_reason`)."""
+    (reported to OTLP clients as partial success, with `rejected_reason`).
+
+    Log records come either as LogRecords in `logs` or column-wise in `log_columns`
+    (the OTLP/protobuf decoder's fast path), or both: they are the log records of the
+    batch together, `logs` first. `with_log_records()` puts them all in `logs`.
+    """
 
     logs: tuple[LogRecord, ...] | list[LogRecord] = ()
     spans: tuple[Span, ...] | list[Span] = ()
@@ -200,6 +294,8 @@ class Batch(NamedTuple):
     summaries: tuple[SummaryPoint, ...] | list[SummaryPoint] = ()
     rejected: int = 0
     rejected_reason: str = ""
+    # last, so that positional construction of the fields above keeps working
+    log_columns: tuple[LogColumns, ...] = ()
 
     @property
     def metric_points(self) -> int:
@@ -214,7 +310,16 @@ class Batch(NamedTuple):
     @property
     def record_count(self) -> int:
         """Records accepted (log records + spans + metric points)."""
-        return len(self.logs) + len(self.spans) + self.metric_points
+        logs = len(self.logs) + sum(c.count for c in self.log_columns)
+        return logs + len(self.spans) + self.metric_points
+
+    def with_log_records(self) -> Batch:
+        """This batch with every log record in `logs`, a list of LogRecords in order,
+        and no `log_columns` (for tests, and for code that wants records)."""
+        logs = list(self.logs)
+        for c in self.log_columns:
+            logs.extend(c.records())
+        return self._replace(logs=logs, log_columns=())
 
     @staticmethod
     def merge(batches: list[Batch]) -> Batch:
@@ -227,7 +332,11 @@ class Batch(NamedTuple):
                 part = getattr(b, name)
                 if part:
                     fields[name].extend(part)
-        return Batch(**fields, rejected=sum(b.rejected for b in batches))
+        return Batch(
+            **fields,
+            rejected=sum(b.rejected for b in batches),
+            log_columns=tuple(chain.from_iterable(b.log_columns for b in batches)),
+        )
 
 
 SIGNAL_FIELDS = ("logs", "spans", "gauges", "sums", "histograms", "exp_histograms", "summaries")

@@ -37,7 +37,11 @@ class Settings:
     datadog_port: int = _opt(8126, "Datadog trace agent port (0 turns it off). Listener arrives with the Datadog work.")
     # storage
     data_dir: str = _opt("./koban-data", "Directory for the database file and the write-ahead log.")
-    store: str = _opt("duckdb", "Storage backend: duckdb (embedded).")
+    store: str = _opt("duckdb", "Storage backend: duckdb (embedded) or clickhouse.")
+    clickhouse_url: str = _opt(
+        "", "ClickHouse HTTP(S) URL with user, password and database: http://user:pass@host:8123/db.", secret=True
+    )
+    clickhouse_cluster: str = _opt("", "ClickHouse cluster name; set, koban creates Replicated + Distributed tables.")
     duckdb_memory_limit: str = _opt("512MB", "Memory DuckDB may use (it would take 80% of RAM otherwise).")
     duckdb_threads: int = _opt(0, "Threads DuckDB may use for one query (0: one per core).")
     retention_logs_days: float = _opt(15.0, "Keep log records this many days.")
@@ -110,8 +114,10 @@ def _validate(s: Settings) -> None:
         value = getattr(s, name)
         if not 0 <= value <= 65535:
             raise ConfigError(f"{name} must be a port number between 0 and 65535, got {value}")
-    if s.store != "duckdb":
-        raise ConfigError(f"store must be 'duckdb', got {s.store!r}")
+    if s.store not in ("duckdb", "clickhouse"):
+        raise ConfigError(f"store must be 'duckdb' or 'clickhouse', got {s.store!r}")
+    if s.store == "clickhouse" and not s.clickhouse_url:
+        raise ConfigError("store is 'clickhouse' but clickhouse_url is not set (KOBAN_CLICKHOUSE_URL)")
     for name in ("max_body_bytes", "queue_max_records", "batch_max_records", "query_max_rows", "query_concurrency"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(s, name)}")

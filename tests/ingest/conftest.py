@@ -4,7 +4,8 @@
 so the two decoders can be compared on it. `full_*_request()` set every field the
 decoders read. `to_otlp_json()` turns any request into OTLP/JSON through protobuf's
 own ProtoJSON printer (then rewrites ids from base64 to hex, as OTLP/JSON wants): an
-encoder independent of ours, for differential tests.
+encoder independent of ours, for differential tests. `assert_fits_store()` checks that
+every number in a decoded Batch fits its column's type in `koban.store.schema`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from koban.model import LogColumns
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "otlp"
 RECEIVED_NS = 1_767_225_600_000_000_000
@@ -53,8 +56,9 @@ def set_any(av: Any, value: Any) -> None:
         raise TypeError(value)
 
 
-def set_attrs(repeated: Any, attrs: dict[str, Any]) -> None:
-    for key, value in attrs.items():
+def set_attrs(repeated: Any, attrs: dict[str, Any] | list[tuple[str, Any]]) -> None:
+    """Append `attrs` to a repeated KeyValue; a list of pairs may repeat a key."""
+    for key, value in attrs.items() if isinstance(attrs, dict) else attrs:
         kv = repeated.add()
         kv.key = key
         set_any(kv.value, value)
@@ -244,6 +248,61 @@ def golden_metrics_request() -> ExportMetricsServiceRequest:
     return req
 
 
+# --- what the store's columns can hold ----------------------------------------------
+
+_TIME = (0, 2**63 - 1)  # TIMESTAMP_NS
+_UBIGINT = (0, 2**64 - 1)
+_UINTEGER = (0, 2**32 - 1)
+_UTINYINT = (0, 255)
+_INTEGER = (-(2**31), 2**31 - 1)
+
+
+def _within(value: int, bounds: tuple[int, int], what: str) -> None:
+    assert type(value) is int and bounds[0] <= value <= bounds[1], f"{what}={value!r} outside {bounds}"
+
+
+def assert_fits_store(batch: Any) -> None:
+    """Every integer of every record in `batch` is within its store column's type, and
+    log columns hold what their records do (so no key twice in a record's MAP)."""
+    for columns in batch.log_columns:
+        assert LogColumns.from_records(columns.records()) == columns
+    batch = batch.with_log_records()
+    scopes = [r.scope for r in (*batch.logs, *batch.spans)]
+    for log in batch.logs:
+        _within(log.timestamp_ns, _TIME, "log timestamp")
+        _within(log.observed_ns, _TIME, "log observed")
+        _within(log.trace_flags, _UTINYINT, "log trace_flags")
+        _within(log.severity_number, _UTINYINT, "log severity_number")
+    for span in batch.spans:
+        _within(span.start_ns, _TIME, "span start")
+        _within(span.duration_ns, _UBIGINT, "span duration")
+        _within(span.start_ns + span.duration_ns, _TIME, "span end")
+        for event in span.events:
+            _within(event.timestamp_ns, _TIME, "event time")
+    points = [*batch.gauges, *batch.sums, *batch.histograms, *batch.exp_histograms, *batch.summaries]
+    for p in points:
+        scopes.append(p.stream.scope)
+        _within(p.start_ns, _TIME, "point start")
+        _within(p.time_ns, _TIME, "point time")
+        _within(p.flags, _UINTEGER, "point flags")
+        for e in getattr(p, "exemplars", ()):
+            _within(e.time_ns, _TIME, "exemplar time")
+    for p in (*batch.sums, *batch.histograms, *batch.exp_histograms):
+        _within(p.aggregation_temporality, _INTEGER, "aggregation_temporality")
+    for p in (*batch.histograms, *batch.exp_histograms, *batch.summaries):
+        _within(p.count, _UBIGINT, "count")
+    for p in batch.histograms:
+        for n in p.bucket_counts:
+            _within(n, _UBIGINT, "bucket count")
+    for p in batch.exp_histograms:
+        for n in (p.zero_count, *p.positive_bucket_counts, *p.negative_bucket_counts):
+            _within(n, _UBIGINT, "exponential bucket count")
+        for n in (p.scale, p.positive_offset, p.negative_offset):
+            _within(n, _INTEGER, "scale or offset")
+    for scope in scopes:
+        _within(scope.dropped_attributes_count, _UINTEGER, "scope dropped_attributes_count")
+
+
 # --- OTLP/JSON through protobuf's own printer ----------------------------------------
 
 _ID_KEYS = {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
@@ -286,4 +345,5 @@ def otlp() -> SimpleNamespace:
         golden_trace_request=golden_trace_request,
         golden_metrics_request=golden_metrics_request,
         to_otlp_json=to_otlp_json,
+        assert_fits_store=assert_fits_store,
     )

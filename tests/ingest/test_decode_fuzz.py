@@ -1,4 +1,4 @@
-"""Whatever the bytes, every codec returns a Batch or raises DecodeError, nothing else."""
+"""Whatever the bytes, every codec returns a Batch the store can hold, or raises DecodeError."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 GOLDEN_FILES = {"logs": "logs.json", "traces": "trace.json", "metrics": "metrics.json"}
 
 
-def _decodes_or_refuses(codec: str, payload: bytes) -> None:
+def _decodes_or_refuses(otlp, codec: str, payload: bytes) -> None:
     try:
         batch = decode(codec, payload, RECEIVED)
     except DecodeError as exc:
@@ -23,12 +23,13 @@ def _decodes_or_refuses(codec: str, payload: bytes) -> None:
     else:
         assert isinstance(batch, Batch)
         assert batch.rejected >= 0 and (batch.rejected == 0) == (batch.rejected_reason == "")
+        otlp.assert_fits_store(batch)
 
 
 @FUZZ
 @given(st.sampled_from(sorted(CODECS)), st.binary(max_size=300))
-def test_it_never_raises_anything_but_decode_error_for_random_bytes(codec, payload):
-    _decodes_or_refuses(codec, payload)
+def test_it_never_raises_anything_but_decode_error_for_random_bytes(otlp, codec, payload):
+    _decodes_or_refuses(otlp, codec, payload)
 
 
 def _golden_payloads(otlp) -> dict[str, bytes]:
@@ -63,11 +64,18 @@ def test_it_never_raises_anything_but_decode_error_for_mutated_payloads(otlp, co
         else:
             del payload[at:]
 
-    _decodes_or_refuses(codec, bytes(payload))
+    _decodes_or_refuses(otlp, codec, bytes(payload))
 
 
+_boundary = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64])
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | _boundary
+    | _boundary.map(str)
+    | st.floats()
+    | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
@@ -99,4 +107,4 @@ def test_it_never_raises_anything_but_decode_error_for_json_of_any_shape(otlp, s
     except orjson.JSONEncodeError:  # integers past 64 bits: JSON text orjson cannot write
         payload = repr(doc).encode()
 
-    _decodes_or_refuses(f"otlp-json/{signal}", payload)
+    _decodes_or_refuses(otlp, f"otlp-json/{signal}", payload)

@@ -19,7 +19,7 @@ RECEIVED = 1_767_225_600_000_000_000
 def test_it_reads_every_log_record_field(otlp):
     batch = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED)
 
-    first = batch.logs[0]
+    first = batch.with_log_records().logs[0]
     assert first == LogRecord(
         timestamp_ns=1544712660300000000,
         observed_ns=1544712660300000001,
@@ -52,7 +52,7 @@ def test_it_reads_every_log_record_field(otlp):
 
 
 def test_it_fills_log_times_from_observed_then_received(otlp):
-    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).logs
+    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).with_log_records().logs
 
     assert (logs[1].timestamp_ns, logs[1].observed_ns) == (1544712661000000000, 1544712661000000000)
     assert (logs[2].timestamp_ns, logs[2].observed_ns) == (RECEIVED, RECEIVED)
@@ -60,7 +60,7 @@ def test_it_fills_log_times_from_observed_then_received(otlp):
 
 
 def test_it_writes_non_string_bodies_as_json_or_text(otlp):
-    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).logs
+    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).with_log_records().logs
 
     assert logs[1].body == '{"event":"payment failed","amount":12.5}'
     assert logs[2].body == "42"
@@ -68,14 +68,14 @@ def test_it_writes_non_string_bodies_as_json_or_text(otlp):
 
 
 def test_it_names_a_resource_without_service_name_unknown_service(otlp):
-    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).logs
+    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).with_log_records().logs
 
     assert logs[3].resource == Resource("unknown_service", {}, "")
     assert logs[3].scope == Scope()
 
 
 def test_it_shares_resource_and_scope_objects_across_records(otlp):
-    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).logs
+    logs = otlp_proto.decode_logs(otlp.golden_logs_request().SerializeToString(), RECEIVED).with_log_records().logs
 
     assert logs[0].resource is logs[1].resource is logs[2].resource
     assert logs[0].scope is logs[1].scope
@@ -90,7 +90,7 @@ def test_it_keeps_the_scope_dropped_attributes_count_and_trace_flag_byte():
     rec.flags = 0x101  # bits above the low byte are not trace flags
     rec.severity_number = 99  # not on the 0..24 scale
 
-    log = otlp_proto.decode_logs(req.SerializeToString(), RECEIVED).logs[0]
+    log = otlp_proto.decode_logs(req.SerializeToString(), RECEIVED).with_log_records().logs[0]
 
     assert log.scope == Scope("", "", {}, "s", 3)
     assert (log.trace_flags, log.severity_number) == (1, 0)
@@ -209,7 +209,7 @@ def test_it_rejects_log_records_with_bad_ids_but_takes_empty_ones(otlp):
 
     batch = otlp_proto.decode_logs(req.SerializeToString(), RECEIVED)
 
-    assert len(batch.logs) == 2 and batch.rejected == 2
+    assert batch.record_count == 2 and batch.rejected == 2
     assert batch.rejected_reason == (
         "1 log record rejected: trace_id must be empty or 16 bytes; "
         "1 log record rejected: span_id must be empty or 8 bytes"

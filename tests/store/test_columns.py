@@ -9,6 +9,7 @@ from koban.model import (
     ExpHistogramPoint,
     GaugePoint,
     HistogramPoint,
+    LogColumns,
     LogRecord,
     MetricStream,
     Resource,
@@ -133,3 +134,55 @@ def test_a_value_that_does_not_fit_its_column_raises() -> None:
 def test_nested_schema_types_become_arrow_lists() -> None:
     assert arrow_type("MAP(VARCHAR, VARCHAR)[]") == pa.list_(pa.map_(pa.string(), pa.string()))
     assert arrow_type("TIMESTAMP_NS[]") == pa.list_(pa.timestamp("ns"))
+
+
+# --- logs decoded column-wise ---------------------------------------------------------
+
+
+def _many_logs() -> list[LogRecord]:
+    other_scope = Scope("other", "", {"t": "y"})
+    return [
+        log(i, WEB if i % 3 else DB)._replace(
+            attributes={"i": str(i), "even": str(i % 2 == 0)} if i % 4 else {},
+            scope=SCOPE if i % 5 else other_scope,
+            trace_flags=0x101 if i == 7 else 1,
+        )
+        for i in range(20)
+    ]
+
+
+@pytest.mark.parametrize("dictionary_maps", [False, True])
+def test_log_columns_give_the_table_of_the_same_records(dictionary_maps: bool) -> None:
+    records = _many_logs()
+    columns = (LogColumns.from_records(records[:12]), LogColumns.from_records(records[12:]))
+
+    from_records = batch_to_arrow(Batch(logs=records), dictionary_maps=dictionary_maps)[schema.LOGS]
+    from_columns = batch_to_arrow(Batch(log_columns=columns), dictionary_maps=dictionary_maps)[schema.LOGS]
+
+    assert from_columns.equals(from_records)
+    if not dictionary_maps:
+        assert from_columns.schema == arrow_schema(schema.LOGS)
+
+
+def test_records_and_log_columns_of_one_batch_make_one_table_records_first() -> None:
+    records = _many_logs()
+    batch = Batch(logs=records[:5], log_columns=(LogColumns.from_records(records[5:]),))
+
+    table = batch_to_arrow(batch)[schema.LOGS]
+
+    assert table.equals(batch_to_arrow(Batch(logs=records))[schema.LOGS])
+    assert table["Body"].to_pylist() == [f"line {i}" for i in range(20)]
+
+
+def test_log_columns_repeat_each_distinct_resource_and_scope_map_once() -> None:
+    columns = LogColumns.from_records(_many_logs())
+
+    table = batch_to_arrow(Batch(log_columns=(columns,)), dictionary_maps=True)[schema.LOGS]
+
+    assert len(table["ResourceAttributes"].chunk(0).dictionary) == 2
+    assert len(table["ScopeAttributes"].chunk(0).dictionary) == 2
+    assert table["TraceFlags"].to_pylist()[7] == 1
+
+
+def test_empty_log_columns_make_no_table() -> None:
+    assert batch_to_arrow(Batch(log_columns=(LogColumns.from_records([]),))) == {}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from koban.api import search, system
+from koban.api import pages, search, system, tracelist
+from koban.api.tail import LiveTail
 from koban.receive.otlp_http import export_endpoint
+from koban.ui.pages import STATIC_DIR
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
+    tail = LiveTail()  # one per app: it bounds that app's open streams
     return [
         # ingest
         Route("/v1/logs", export_endpoint("logs"), methods=["POST"]),
@@ -19,10 +23,20 @@ def routes() -> list[Route]:
         Route("/api/logs", search.logs),
         Route("/api/logs/histogram", search.logs_histogram),
         Route("/api/logs/facets", search.logs_facets),
+        Route("/api/logs/tail", tail.endpoint),
         Route("/api/spans", search.spans),
+        Route("/api/traces", tracelist.traces),
         Route("/api/traces/{trace_id}", search.trace),
         Route("/api/services", search.services),
         Route("/api/services/{name}/resources", search.service_resources),
         # koban watches itself
         Route("/metrics", system.metrics),
+        # web UI: pages over the read API above
+        Route("/", pages.home),
+        Route("/logs", pages.page("logs")),
+        Route("/traces", pages.page("traces")),
+        Route("/traces/{trace_id}", pages.page("trace", "trace_id")),
+        Route("/services", pages.page("services")),
+        Route("/services/{name}", pages.page("service", "name")),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

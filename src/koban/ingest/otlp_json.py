@@ -12,8 +12,10 @@ The dicts from orjson are walked straight into model records (a detour through t
 protobuf classes would read the hex ids as base64). Pure: no clock, no I/O.
 Every function raises `DecodeError` whose message says what is wrong and where, e.g.
 "resourceLogs[0].scopeLogs[1].logRecords[3].traceId: not hex". Records that are
-well-formed but break OTLP's rules are counted in `Batch.rejected`, exactly as the
-protobuf decoder counts them.
+well-formed but break OTLP's rules, or hold a time the store cannot (>= 2**63 ns, see
+`otlp_values`), are counted in `Batch.rejected`, exactly as the protobuf decoder
+counts them. Integers outside their protobuf type's range (a uint64 count past
+2**64 - 1, a negative time) are shape errors: DecodeError, as ProtoJSON parsers say.
 """
 
 from __future__ import annotations
@@ -60,10 +62,10 @@ _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*", re.ASCII)
 _SPECIAL_DOUBLES = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
-_U32 = (0, 2**32 - 1)
-_I32 = (-(2**31), 2**31 - 1)
-_U64 = (0, 2**64 - 1)
-_I64 = (-(2**63), 2**63 - 1)
+_U32 = v.U32
+_I32 = v.I32
+_U64 = v.U64
+_I64 = v.I64
 
 
 class _Bad(Exception):
@@ -164,7 +166,11 @@ def _log(
     if sid and len(sid) != 16:
         rejections.add("log record", v.LOG_SPAN_ID)
         return
-    observed = observed or received_ns
+    if time > v.MAX_TIME_NS:
+        rejections.add("log record", v.TIME_RANGE)
+        return
+    if not observed or observed > v.MAX_TIME_NS:
+        observed = received_ns
     out.append(
         LogRecord(
             time or observed,
@@ -245,6 +251,8 @@ def _span(s: Any, resource: Resource, scope: Scope, out: list[Span], rejections:
         rejections.add("span", v.SPAN_SPAN_ID)
     elif parent and len(parent) != 16:
         rejections.add("span", v.SPAN_PARENT_ID)
+    elif problem := v.span_time_problem(start, end, [e.timestamp_ns for e in events]):
+        rejections.add("span", problem)
     else:
         out.append(span)
 
@@ -286,13 +294,23 @@ class _MetricLists:
         self.summaries: list[SummaryPoint] = []
         self.rejections = Rejections()
 
+    def times_ok(self, point: Any) -> bool:
+        """Whether a decoded point's times fit the store; if not, it is counted as rejected."""
+        exemplars = () if type(point) is SummaryPoint else point.exemplars
+        problem = v.point_time_problem(point.start_ns, point.time_ns, exemplars)
+        if problem:
+            self.rejections.add("data point", problem)
+            return False
+        return True
+
 
 def decode_metrics(payload: bytes, received_ns: int) -> Batch:
     """The data points of an ExportMetricsServiceRequest in OTLP/JSON.
 
-    A metric with none of the five data kinds counts as one rejected record.
-    Raises DecodeError for invalid JSON or a document of the wrong shape (including a
-    metric that holds two data kinds at once, which ProtoJSON forbids for a oneof).
+    A metric with none of the five data kinds counts as one rejected record; a data
+    point with a time (its own or an exemplar's) past MAX_TIME_NS is rejected. Raises
+    DecodeError for invalid JSON or a document of the wrong shape (including a metric
+    that holds two data kinds at once, which ProtoJSON forbids for a oneof).
     """
     out = _MetricLists()
     _decode(payload, "resourceMetrics", "resource_metrics", _resource_metrics, out)
@@ -337,16 +355,16 @@ def _metric(m: Any, resource: Resource, scope: Scope, out: _MetricLists) -> None
         temporality = _get(data, "aggregationTemporality", "aggregation_temporality")
         temporality = _enum(temporality, "aggregationTemporality", _TEMPORALITIES)
         if camel == "gauge":
-            _walk(points, "dataPoints", _gauge_point, stream, out.gauges)
+            _walk(points, "dataPoints", _gauge_point, stream, out)
         elif camel == "sum":
             monotonic = _bool(_get(data, "isMonotonic", "is_monotonic"), "isMonotonic")
-            _walk(points, "dataPoints", _sum_point, stream, temporality, monotonic, out.sums)
+            _walk(points, "dataPoints", _sum_point, stream, temporality, monotonic, out)
         elif camel == "histogram":
-            _walk(points, "dataPoints", _histogram_point, stream, temporality, out.histograms)
+            _walk(points, "dataPoints", _histogram_point, stream, temporality, out)
         elif camel == "exponentialHistogram":
-            _walk(points, "dataPoints", _exp_histogram_point, stream, temporality, out.exp_histograms)
+            _walk(points, "dataPoints", _exp_histogram_point, stream, temporality, out)
         else:
-            _walk(points, "dataPoints", _summary_point, stream, out.summaries)
+            _walk(points, "dataPoints", _summary_point, stream, out)
     except _Bad as exc:
         raise exc.at(camel) from None
 
@@ -396,73 +414,73 @@ def _exemplar(e: Any, out: list[Exemplar]) -> None:
     )
 
 
-def _gauge_point(p: Any, stream: MetricStream, out: list[GaugePoint]) -> None:
+def _gauge_point(p: Any, stream: MetricStream, out: _MetricLists) -> None:
     p = _obj(p, "")
     attrs, start, time, flags = _point_common(p)
-    out.append(GaugePoint(stream, attrs, start, time, _number(p), flags, _exemplars(p)))
+    point = GaugePoint(stream, attrs, start, time, _number(p), flags, _exemplars(p))
+    if out.times_ok(point):
+        out.gauges.append(point)
 
 
-def _sum_point(
-    p: Any, stream: MetricStream, temporality: int, monotonic: bool, out: list[SumPoint]
-) -> None:
+def _sum_point(p: Any, stream: MetricStream, temporality: int, monotonic: bool, out: _MetricLists) -> None:
     p = _obj(p, "")
     attrs, start, time, flags = _point_common(p)
-    out.append(SumPoint(stream, attrs, start, time, _number(p), temporality, monotonic, flags, _exemplars(p)))
+    point = SumPoint(stream, attrs, start, time, _number(p), temporality, monotonic, flags, _exemplars(p))
+    if out.times_ok(point):
+        out.sums.append(point)
 
 
-def _histogram_point(p: Any, stream: MetricStream, temporality: int, out: list[HistogramPoint]) -> None:
+def _histogram_point(p: Any, stream: MetricStream, temporality: int, out: _MetricLists) -> None:
     p = _obj(p, "")
     attrs, start, time, flags = _point_common(p)
-    out.append(
-        HistogramPoint(
-            stream,
-            attrs,
-            start,
-            time,
-            _int(p.get("count"), "count", _U64),
-            _f64(p.get("sum"), "sum"),  # 0.0 when absent, as in otlp_proto
-            _ints(_get(p, "bucketCounts", "bucket_counts"), "bucketCounts"),
-            _floats(_get(p, "explicitBounds", "explicit_bounds"), "explicitBounds"),
-            _optional_f64(p.get("min"), "min"),
-            _optional_f64(p.get("max"), "max"),
-            temporality,
-            flags,
-            _exemplars(p),
-        )
+    point = HistogramPoint(
+        stream,
+        attrs,
+        start,
+        time,
+        _int(p.get("count"), "count", _U64),
+        _f64(p.get("sum"), "sum"),  # 0.0 when absent, as in otlp_proto
+        _ints(_get(p, "bucketCounts", "bucket_counts"), "bucketCounts"),
+        _floats(_get(p, "explicitBounds", "explicit_bounds"), "explicitBounds"),
+        _optional_f64(p.get("min"), "min"),
+        _optional_f64(p.get("max"), "max"),
+        temporality,
+        flags,
+        _exemplars(p),
     )
+    if out.times_ok(point):
+        out.histograms.append(point)
 
 
-def _exp_histogram_point(
-    p: Any, stream: MetricStream, temporality: int, out: list[ExpHistogramPoint]
-) -> None:
+def _exp_histogram_point(p: Any, stream: MetricStream, temporality: int, out: _MetricLists) -> None:
     p = _obj(p, "")
     attrs, start, time, flags = _point_common(p)
     pos = _obj(p.get("positive"), "positive")
     neg = _obj(p.get("negative"), "negative")
-    out.append(
-        ExpHistogramPoint(
-            stream,
-            attrs,
-            start,
-            time,
-            _int(p.get("count"), "count", _U64),
-            _f64(p.get("sum"), "sum"),
-            _int(p.get("scale"), "scale", _I32),
-            _int(_get(p, "zeroCount", "zero_count"), "zeroCount", _U64),
-            _int(pos.get("offset"), "positive.offset", _I32),
-            _ints(_get(pos, "bucketCounts", "bucket_counts"), "positive.bucketCounts"),
-            _int(neg.get("offset"), "negative.offset", _I32),
-            _ints(_get(neg, "bucketCounts", "bucket_counts"), "negative.bucketCounts"),
-            _optional_f64(p.get("min"), "min"),
-            _optional_f64(p.get("max"), "max"),
-            temporality,
-            flags,
-            _exemplars(p),
-        )
+    point = ExpHistogramPoint(
+        stream,
+        attrs,
+        start,
+        time,
+        _int(p.get("count"), "count", _U64),
+        _f64(p.get("sum"), "sum"),
+        _int(p.get("scale"), "scale", _I32),
+        _int(_get(p, "zeroCount", "zero_count"), "zeroCount", _U64),
+        _int(pos.get("offset"), "positive.offset", _I32),
+        _ints(_get(pos, "bucketCounts", "bucket_counts"), "positive.bucketCounts"),
+        _int(neg.get("offset"), "negative.offset", _I32),
+        _ints(_get(neg, "bucketCounts", "bucket_counts"), "negative.bucketCounts"),
+        _optional_f64(p.get("min"), "min"),
+        _optional_f64(p.get("max"), "max"),
+        temporality,
+        flags,
+        _exemplars(p),
     )
+    if out.times_ok(point):
+        out.exp_histograms.append(point)
 
 
-def _summary_point(p: Any, stream: MetricStream, out: list[SummaryPoint]) -> None:
+def _summary_point(p: Any, stream: MetricStream, out: _MetricLists) -> None:
     p = _obj(p, "")
     attrs, start, time, flags = _point_common(p)
     quantiles: list[float] = []
@@ -471,19 +489,19 @@ def _summary_point(p: Any, stream: MetricStream, out: list[SummaryPoint]) -> Non
         q = _obj(q, f"quantileValues[{i}]")
         quantiles.append(_f64(q.get("quantile"), f"quantileValues[{i}].quantile"))
         values.append(_f64(q.get("value"), f"quantileValues[{i}].value"))
-    out.append(
-        SummaryPoint(
-            stream,
-            attrs,
-            start,
-            time,
-            _int(p.get("count"), "count", _U64),
-            _f64(p.get("sum"), "sum"),
-            tuple(quantiles),
-            tuple(values),
-            flags,
-        )
+    point = SummaryPoint(
+        stream,
+        attrs,
+        start,
+        time,
+        _int(p.get("count"), "count", _U64),
+        _f64(p.get("sum"), "sum"),
+        tuple(quantiles),
+        tuple(values),
+        flags,
     )
+    if out.times_ok(point):
+        out.summaries.append(point)
 
 
 def _ints(x: Any, field: str) -> tuple[int, ...]:

@@ -3,14 +3,17 @@
 Pure: no clock reads, no I/O. `received_ns` (the server's receive time) fills the
 times OTLP leaves to the receiver. Each function raises `DecodeError` for bytes that
 are not the request message; records that parse but break OTLP's rules (wrong id
-lengths, a metric with no data) are counted in `Batch.rejected`, not raised.
+lengths, a metric with no data) or hold a time the store cannot (>= 2**63 ns, see
+`otlp_values`) are counted in `Batch.rejected`, not raised.
 
-Resource and Scope records are built once per ResourceX / ScopeX and shared by all
-their records: it is both faster and what lets the store dedupe them cheaply.
+Resource and Scope records are built once per ResourceX / ScopeX (for logs, once per
+distinct one in the request) and shared by all their records: it is both faster and
+what lets the store dedupe them cheaply.
 """
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 from google.protobuf.message import Message
@@ -22,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from koban.errors import DecodeError
 from koban.ingest import otlp_values as v
+from koban.ingest.otlp_proto_logs import log_columns
 from koban.ingest.otlp_values import Rejections, TooDeep, proto_attributes
 from koban.model import (
     Batch,
@@ -29,7 +33,6 @@ from koban.model import (
     ExpHistogramPoint,
     GaugePoint,
     HistogramPoint,
-    LogRecord,
     MetricStream,
     Resource,
     Scope,
@@ -59,54 +62,49 @@ def _scope(sx: Any) -> Scope:
     return Scope(s.name, s.version, proto_attributes(s.attributes), sx.schema_url, s.dropped_attributes_count)
 
 
-def _body(body: Any) -> str:
-    # An unset body reads as an empty AnyValue, which proto_value_str turns into "".
-    s = body.string_value
-    return s if s else v.proto_value_str(body, body.WhichOneof("value"))
-
-
 def decode_logs(payload: bytes, received_ns: int) -> Batch:
-    """The log records of an ExportLogsServiceRequest. Raises DecodeError if it does not parse.
+    """The log records of an ExportLogsServiceRequest, as one LogColumns in
+    `Batch.log_columns` (none when no record is accepted). Raises DecodeError if it
+    does not parse.
 
-    A record's time of 0 becomes its observed time; an observed time of 0 becomes
-    `received_ns`. Records with a trace_id or span_id of the wrong length are rejected.
+    A record's time of 0 becomes its observed time; an observed time of 0 (or one past
+    MAX_TIME_NS) becomes `received_ns`. Records with a trace_id or span_id of the wrong
+    length, or a time past MAX_TIME_NS, are rejected. See `otlp_proto_logs`.
     """
     req = _parse(ExportLogsServiceRequest(), payload, "ExportLogsServiceRequest")
-    logs: list[LogRecord] = []
+    records: list[Any] = []
+    resources: list[Resource] = []
+    scopes: list[Scope] = []
     rejections = Rejections()
+    # Requests often hold many ResourceLogs of a few records each, mostly with the same
+    # scope: equal resources and scopes are built once (looked up by their bytes, which
+    # is cheaper than reading their attributes), and the whole request's records are
+    # read column-wise at once.
+    seen_resources: dict[tuple[bytes, str], Resource] = {}
+    seen_scopes: dict[tuple[bytes, str], Scope] = {}
     try:
         for rl in req.resource_logs:
-            resource = _resource(rl)
+            key = (rl.resource.SerializeToString(), rl.schema_url)
+            resource = seen_resources.get(key)
+            if resource is None:
+                resource = seen_resources[key] = _resource(rl)
             for sl in rl.scope_logs:
-                scope = _scope(sl)
-                for r in sl.log_records:
-                    tid = r.trace_id
-                    sid = r.span_id
-                    if tid and len(tid) != 16:
-                        rejections.add("log record", v.LOG_TRACE_ID)
-                        continue
-                    if sid and len(sid) != 8:
-                        rejections.add("log record", v.LOG_SPAN_ID)
-                        continue
-                    observed = r.observed_time_unix_nano or received_ns
-                    logs.append(
-                        LogRecord(
-                            r.time_unix_nano or observed,
-                            observed,
-                            tid.hex(),
-                            sid.hex(),
-                            r.flags & 0xFF,  # the low byte is the W3C trace flags
-                            r.severity_text,
-                            v.severity(r.severity_number),
-                            _body(r.body),
-                            proto_attributes(r.attributes),
-                            resource,
-                            scope,
-                        )
-                    )
+                key = (sl.scope.SerializeToString(), sl.schema_url)
+                scope = seen_scopes.get(key)
+                if scope is None:
+                    scope = seen_scopes[key] = _scope(sl)
+                before = len(records)
+                records.extend(sl.log_records)
+                resources.extend(repeat(resource, len(records) - before))
+                scopes.extend(repeat(scope, len(records) - before))
+        columns = log_columns(records, resources, scopes, received_ns, rejections)
     except TooDeep:
         raise DecodeError("ExportLogsServiceRequest: attribute values nested too deep") from None
-    return Batch(logs=logs, rejected=rejections.total, rejected_reason=rejections.reason())
+    return Batch(
+        rejected=rejections.total,
+        rejected_reason=rejections.reason(),
+        log_columns=(columns,) if columns.count else (),
+    )
 
 
 def decode_traces(payload: bytes, received_ns: int) -> Batch:
@@ -142,10 +140,17 @@ def _span(s: Any, resource: Resource, scope: Scope, rejections: Rejections) -> S
         rejections.add("span", v.SPAN_PARENT_ID)
         return None
     start = s.start_time_unix_nano
+    end = s.end_time_unix_nano
+    events = s.events
+    if start > v.MAX_TIME_NS or end > v.MAX_TIME_NS or events:
+        problem = v.span_time_problem(start, end, [e.time_unix_nano for e in events])
+        if problem:
+            rejections.add("span", problem)
+            return None
     status = s.status
     return Span(
         start,
-        max(0, s.end_time_unix_nano - start),
+        max(0, end - start),
         tid.hex(),
         sid.hex(),
         parent.hex(),
@@ -155,7 +160,7 @@ def _span(s: Any, resource: Resource, scope: Scope, rejections: Rejections) -> S
         v.status_code(status.code),
         status.message,
         proto_attributes(s.attributes),
-        tuple(SpanEvent(e.time_unix_nano, e.name, proto_attributes(e.attributes)) for e in s.events),
+        tuple(SpanEvent(e.time_unix_nano, e.name, proto_attributes(e.attributes)) for e in events),
         tuple(
             SpanLink(ln.trace_id.hex(), ln.span_id.hex(), ln.trace_state, proto_attributes(ln.attributes))
             for ln in s.links
@@ -168,11 +173,12 @@ def _span(s: Any, resource: Resource, scope: Scope, rejections: Rejections) -> S
 def decode_metrics(payload: bytes, received_ns: int) -> Batch:
     """The data points of an ExportMetricsServiceRequest. Raises DecodeError if it does not parse.
 
-    A metric with none of the five data kinds counts as one rejected record.
+    A metric with none of the five data kinds counts as one rejected record; a data
+    point with a time (its own or an exemplar's) past MAX_TIME_NS is rejected.
     """
     req = _parse(ExportMetricsServiceRequest(), payload, "ExportMetricsServiceRequest")
     out = _MetricLists()
-    rejections = Rejections()
+    rejections = out.rejections
     try:
         for rm in req.resource_metrics:
             resource = _resource(rm)
@@ -199,7 +205,7 @@ def decode_metrics(payload: bytes, received_ns: int) -> Batch:
 
 
 class _MetricLists:
-    __slots__ = ("gauges", "sums", "histograms", "exp_histograms", "summaries")
+    __slots__ = ("gauges", "sums", "histograms", "exp_histograms", "summaries", "rejections")
 
     def __init__(self) -> None:
         self.gauges: list[GaugePoint] = []
@@ -207,6 +213,18 @@ class _MetricLists:
         self.histograms: list[HistogramPoint] = []
         self.exp_histograms: list[ExpHistogramPoint] = []
         self.summaries: list[SummaryPoint] = []
+        self.rejections = Rejections()
+
+    def times_ok(self, p: Any, exemplars: tuple[Exemplar, ...] = ()) -> bool:
+        """Whether data point `p`'s times fit the store; if not, it is counted as rejected."""
+        start = p.start_time_unix_nano
+        time = p.time_unix_nano
+        if start > v.MAX_TIME_NS or time > v.MAX_TIME_NS or exemplars:
+            problem = v.point_time_problem(start, time, exemplars)
+            if problem:
+                self.rejections.add("data point", problem)
+                return False
+        return True
 
 
 def _number(p: Any) -> float:
@@ -236,6 +254,9 @@ def _optional(p: Any, name: str) -> float | None:
 
 def _gauge(out: _MetricLists, stream: MetricStream, data: Any) -> None:
     for p in data.data_points:
+        exemplars = _exemplars(p)
+        if not out.times_ok(p, exemplars):
+            continue
         out.gauges.append(
             GaugePoint(
                 stream,
@@ -244,7 +265,7 @@ def _gauge(out: _MetricLists, stream: MetricStream, data: Any) -> None:
                 p.time_unix_nano,
                 _number(p),
                 p.flags,
-                _exemplars(p),
+                exemplars,
             )
         )
 
@@ -253,6 +274,9 @@ def _sum(out: _MetricLists, stream: MetricStream, data: Any) -> None:
     temporality = data.aggregation_temporality
     monotonic = data.is_monotonic
     for p in data.data_points:
+        exemplars = _exemplars(p)
+        if not out.times_ok(p, exemplars):
+            continue
         out.sums.append(
             SumPoint(
                 stream,
@@ -263,7 +287,7 @@ def _sum(out: _MetricLists, stream: MetricStream, data: Any) -> None:
                 temporality,
                 monotonic,
                 p.flags,
-                _exemplars(p),
+                exemplars,
             )
         )
 
@@ -271,6 +295,9 @@ def _sum(out: _MetricLists, stream: MetricStream, data: Any) -> None:
 def _histogram(out: _MetricLists, stream: MetricStream, data: Any) -> None:
     temporality = data.aggregation_temporality
     for p in data.data_points:
+        exemplars = _exemplars(p)
+        if not out.times_ok(p, exemplars):
+            continue
         out.histograms.append(
             HistogramPoint(
                 stream,
@@ -285,7 +312,7 @@ def _histogram(out: _MetricLists, stream: MetricStream, data: Any) -> None:
                 _optional(p, "max"),
                 temporality,
                 p.flags,
-                _exemplars(p),
+                exemplars,
             )
         )
 
@@ -293,6 +320,9 @@ def _histogram(out: _MetricLists, stream: MetricStream, data: Any) -> None:
 def _exp_histogram(out: _MetricLists, stream: MetricStream, data: Any) -> None:
     temporality = data.aggregation_temporality
     for p in data.data_points:
+        exemplars = _exemplars(p)
+        if not out.times_ok(p, exemplars):
+            continue
         pos = p.positive
         neg = p.negative
         out.exp_histograms.append(
@@ -313,13 +343,15 @@ def _exp_histogram(out: _MetricLists, stream: MetricStream, data: Any) -> None:
                 _optional(p, "max"),
                 temporality,
                 p.flags,
-                _exemplars(p),
+                exemplars,
             )
         )
 
 
 def _summary(out: _MetricLists, stream: MetricStream, data: Any) -> None:
     for p in data.data_points:
+        if not out.times_ok(p):
+            continue
         qs = p.quantile_values
         out.summaries.append(
             SummaryPoint(

@@ -1,4 +1,5 @@
-"""Helpers both OTLP decoders share: AnyValue -> str, attribute flattening, rejections.
+"""Helpers both OTLP decoders share: AnyValue -> str, attribute flattening, rejections,
+and the ranges a record's numbers must fit to be stored.
 
 OTLP attribute values are typed (string, int, double, bool, bytes, array, kvlist);
 koban keeps attributes as `dict[str, str]` (see `koban.model`). The rules, the same for
@@ -13,6 +14,26 @@ protobuf and JSON input:
 A protobuf AnyValue is read with `WhichOneof`; a JSON AnyValue (already a dict from
 orjson) is first turned into a `(kind, payload)` pair by `otlp_json`, so the string and
 native conversions below take plain Python values.
+
+Times. OTLP sends times as fixed64 (uint64 nanoseconds) but the store keeps them as
+TIMESTAMP_NS, a signed int64, so a time above MAX_TIME_NS (2**63 - 1, in the year 2262)
+cannot be stored. Both decoders apply the same rules (`time_ok`):
+
+- a log record whose time_unix_nano is out of range is rejected; an observed time out
+  of range is treated as absent (it falls back to the receive time, as 0 does), since
+  the observed time is a collector's stamp and the record itself is still good;
+- a span whose start or end time, or any of whose event times, is out of range is
+  rejected (links carry no time);
+- a metric data point whose start or point time, or any of whose exemplar times, is
+  out of range is rejected.
+
+Rejections are partial success ("1 span rejected: end_time_unix_nano out of range"),
+checked after the id checks, so a record with several faults is counted once, for the
+first. Other numbers already fit by construction: protobuf's wire types bound counts
+(uint64 -> UBIGINT), flags (uint32 -> UINTEGER), scale and offsets (int32 -> INTEGER),
+and the JSON decoder range-checks the same fields to the same widths (DecodeError
+otherwise); the trace-flag byte is masked and severity numbers off the 0..24 scale
+become 0; a span's duration, end - start of two in-range times, fits UBIGINT.
 """
 
 from __future__ import annotations
@@ -29,6 +50,19 @@ from koban.model import SPAN_KINDS, STATUS_CODES
 MAX_DEPTH = 32
 
 UNKNOWN_SERVICE = "unknown_service"
+
+# The largest time (nanoseconds since the epoch) the store's TIMESTAMP_NS can hold.
+MAX_TIME_NS = 2**63 - 1
+# Integer ranges, inclusive, of the protobuf wire types (and of the store's columns).
+U32 = (0, 2**32 - 1)
+I32 = (-(2**31), 2**31 - 1)
+U64 = (0, 2**64 - 1)
+I64 = (-(2**63), 2**63 - 1)
+
+
+def time_ok(ns: int) -> bool:
+    """Whether `ns`, a uint64 OTLP time, fits the store's signed 64-bit TIMESTAMP_NS."""
+    return ns <= MAX_TIME_NS
 
 
 def format_double(value: float) -> str:
@@ -224,6 +258,36 @@ SPAN_PARENT_ID = "parent_span_id must be empty or 8 bytes"
 LOG_TRACE_ID = "trace_id must be empty or 16 bytes"
 LOG_SPAN_ID = "span_id must be empty or 8 bytes"
 METRIC_NO_DATA = "metric has none of gauge, sum, histogram, exponential_histogram, summary"
+# Times past MAX_TIME_NS (see the module docstring).
+TIME_RANGE = "time_unix_nano out of range"
+START_TIME_RANGE = "start_time_unix_nano out of range"
+END_TIME_RANGE = "end_time_unix_nano out of range"
+EVENT_TIME_RANGE = "an event's time_unix_nano out of range"
+EXEMPLAR_TIME_RANGE = "an exemplar's time_unix_nano out of range"
+
+
+def span_time_problem(start: int, end: int, event_times: Any) -> str:
+    """Why a span's times cannot be stored (a reason above), or "" when they can."""
+    if start > MAX_TIME_NS:
+        return START_TIME_RANGE
+    if end > MAX_TIME_NS:
+        return END_TIME_RANGE
+    for t in event_times:
+        if t > MAX_TIME_NS:
+            return EVENT_TIME_RANGE
+    return ""
+
+
+def point_time_problem(start: int, time: int, exemplars: Any = ()) -> str:
+    """Why a data point's times (and its exemplars', `Exemplar`s) cannot be stored, or ""."""
+    if start > MAX_TIME_NS:
+        return START_TIME_RANGE
+    if time > MAX_TIME_NS:
+        return TIME_RANGE
+    for e in exemplars:
+        if e.time_ns > MAX_TIME_NS:
+            return EXEMPLAR_TIME_RANGE
+    return ""
 
 
 def span_kind(number: int) -> str:

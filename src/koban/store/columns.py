@@ -5,21 +5,24 @@ this is the one place that maps record fields onto the exporter's columns. The A
 types come from the DuckDB types in `schema.TABLE_COLUMNS`, so the two cannot drift.
 
 Columns are built with one list comprehension per column, never via row dicts: at 50k
-records/s the per-record Python cost is what limits ingest. Resources, scopes and metric
-streams are usually shared by thousands of records (one object per OTLP ResourceLogs),
-so their map columns are built once per distinct object and then repeated (or, for
-DuckDB, dictionary-encoded).
+records/s the per-record Python cost is what limits ingest. Log records mostly arrive
+already column-wise (`LogColumns`, from the OTLP/protobuf decoder), whose lists go to
+Arrow as they are; LogRecords are turned into LogColumns first, so logs take one path.
+Resources, scopes and metric streams are usually shared by thousands of records (one
+object per OTLP ResourceLogs), so their map columns are built once per distinct object
+and then repeated (or, for DuckDB, dictionary-encoded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence, Sized
 from itertools import accumulate, chain
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from koban.model import Batch, Exemplar
+from koban.model import Batch, Exemplar, LogColumns
 from koban.store import schema
 
 _SCALARS: dict[str, pa.DataType] = {
@@ -63,8 +66,11 @@ def batch_to_arrow(batch: Batch, *, dictionary_maps: bool = False) -> dict[str, 
     fit its column, e.g. a negative duration."""
     shared = _dictionary_maps if dictionary_maps else _repeated_maps
     out: dict[str, pa.Table] = {}
+    logs = [LogColumns.from_records(batch.logs)] if batch.logs else []
+    logs.extend(c for c in batch.log_columns if c.count)
+    if logs:
+        out[schema.LOGS] = _table(schema.LOGS, _log_columns(LogColumns.concat(logs), shared))
     for table, records, build in (
-        (schema.LOGS, batch.logs, _log_columns),
         (schema.TRACES, batch.spans, _span_columns),
         (schema.GAUGE, batch.gauges, _gauge_columns),
         (schema.SUM, batch.sums, _sum_columns),
@@ -111,33 +117,45 @@ def _offsets(rows: Sequence[Sized]) -> pa.Array:
     return pa.array(list(accumulate(map(len, rows), initial=0)), type=pa.int32())
 
 
-def _distinct(owners: Sequence[Any]) -> tuple[pa.Array, pa.Array | None]:
-    """The attribute maps of the distinct owner objects (resources, scopes) and, when
-    some repeat, each owner's index into them (None when all are distinct)."""
+class _Owners(NamedTuple):
+    """Records' resources or scopes: the distinct objects, and each record's index into
+    them (None when all are distinct, so `distinct` is one per record)."""
+
+    distinct: list[Any]
+    indices: pa.Array | None
+
+
+def _distinct(owners: Sequence[Any]) -> _Owners:
+    """`owners` (one resource or scope per record) deduplicated by identity."""
     ids = list(map(id, owners))
     by_id = dict(zip(ids, owners))  # the owners list keeps every id alive and unique
+    if len(by_id) == len(ids):
+        return _Owners(list(owners), None)
     position = {i: n for n, i in enumerate(by_id)}
-    maps = _maps([o.attributes for o in by_id.values()])
-    if len(position) == len(ids):
-        return maps, None
-    return maps, pa.array(list(map(position.__getitem__, ids)), type=pa.int32())
+    return _Owners(list(by_id.values()), pa.array(list(map(position.__getitem__, ids)), type=pa.int32()))
 
 
-def _repeated_maps(owners: Sequence[Any]) -> pa.Array:
-    """One map per owner, each distinct owner's converted once then repeated."""
-    maps, indices = _distinct(owners)
-    return maps if indices is None else maps.take(indices)
+def _repeated_maps(owners: _Owners) -> pa.Array:
+    """One map per record, each distinct owner's converted once then repeated."""
+    maps = _maps([o.attributes for o in owners.distinct])
+    return maps if owners.indices is None else maps.take(owners.indices)
 
 
-def _dictionary_maps(owners: Sequence[Any]) -> pa.Array:
+def _dictionary_maps(owners: _Owners) -> pa.Array:
     """Like _repeated_maps but dictionary-encoded, which DuckDB converts once per distinct
     map instead of once per row: turning Arrow into DuckDB's MAP checks every row's keys
     (about 1 µs per entry), the largest cost of an insert."""
-    maps, indices = _distinct(owners)
-    return maps if indices is None else pa.DictionaryArray.from_arrays(indices, maps)
+    maps = _maps([o.attributes for o in owners.distinct])
+    return maps if owners.indices is None else pa.DictionaryArray.from_arrays(owners.indices, maps)
 
 
-SharedMaps = Callable[[Sequence[Any]], pa.Array]
+def _owner_strings(owners: _Owners, field: Callable[[Any], str]) -> list[str] | pa.Array:
+    """A string field of each record's owner, read once per distinct owner."""
+    values = list(map(field, owners.distinct))
+    return values if owners.indices is None else pa.array(values, type=pa.string()).take(owners.indices)
+
+
+SharedMaps = Callable[[_Owners], pa.Array]
 
 
 def _lists(rows: Sequence[Sequence[Any]], values: Callable[[list[Any]], pa.Array]) -> pa.Array:
@@ -161,26 +179,41 @@ def _list_of_maps(rows: Sequence[Sequence[dict[str, str]]]) -> pa.Array:
 # --- per-table columns ----------------------------------------------------------------
 
 
-def _log_columns(logs: Sequence[Any], shared: SharedMaps) -> dict[str, Any]:
-    resources = [r.resource for r in logs]
-    scopes = [r.scope for r in logs]
-    return {
-        "Timestamp": [r.timestamp_ns for r in logs],
-        "TraceId": [r.trace_id for r in logs],
-        "SpanId": [r.span_id for r in logs],
+_SERVICE_NAME = attrgetter("service_name")
+_SCHEMA_URL = attrgetter("schema_url")
+_NAME = attrgetter("name")
+_VERSION = attrgetter("version")
+
+
+def _log_columns(logs: LogColumns, shared: SharedMaps) -> dict[str, Any]:
+    # Straight from the decoder's lists; the resource and scope columns are read once
+    # per distinct resource and scope, then repeated.
+    resources = _distinct(logs.resources)
+    scopes = _distinct(logs.scopes)
+    flags = logs.trace_flags
+    if max(flags) > 0xFF:
         # OTLP's log flags are 32 bits of which the W3C trace flags are the low 8
-        "TraceFlags": [r.trace_flags & 0xFF for r in logs],
-        "SeverityText": [r.severity_text for r in logs],
-        "SeverityNumber": [r.severity_number for r in logs],
-        "ServiceName": [r.service_name for r in resources],
-        "Body": [r.body for r in logs],
-        "ResourceSchemaUrl": [r.schema_url for r in resources],
+        flags = [f & 0xFF for f in flags]
+    return {
+        "Timestamp": logs.timestamp_ns,
+        "TraceId": logs.trace_id,
+        "SpanId": logs.span_id,
+        "TraceFlags": flags,
+        "SeverityText": logs.severity_text,
+        "SeverityNumber": logs.severity_number,
+        "ServiceName": _owner_strings(resources, _SERVICE_NAME),
+        "Body": logs.body,
+        "ResourceSchemaUrl": _owner_strings(resources, _SCHEMA_URL),
         "ResourceAttributes": shared(resources),
-        "ScopeSchemaUrl": [s.schema_url for s in scopes],
-        "ScopeName": [s.name for s in scopes],
-        "ScopeVersion": [s.version for s in scopes],
+        "ScopeSchemaUrl": _owner_strings(scopes, _SCHEMA_URL),
+        "ScopeName": _owner_strings(scopes, _NAME),
+        "ScopeVersion": _owner_strings(scopes, _VERSION),
         "ScopeAttributes": shared(scopes),
-        "LogAttributes": _maps([r.attributes for r in logs]),
+        "LogAttributes": pa.MapArray.from_arrays(
+            pa.array(logs.attr_offsets, type=pa.int32()),
+            pa.array(logs.attr_keys, type=pa.string()),
+            pa.array(logs.attr_values, type=pa.string()),
+        ),
     }
 
 
@@ -197,7 +230,7 @@ def _span_columns(spans: Sequence[Any], shared: SharedMaps) -> dict[str, Any]:
         "SpanName": [s.name for s in spans],
         "SpanKind": [s.kind for s in spans],
         "ServiceName": [r.service_name for r in resources],
-        "ResourceAttributes": shared(resources),
+        "ResourceAttributes": shared(_distinct(resources)),
         "ScopeName": [s.scope.name for s in spans],
         "ScopeVersion": [s.scope.version for s in spans],
         "SpanAttributes": _maps([s.attributes for s in spans]),
@@ -219,11 +252,11 @@ def _metric_common(points: Sequence[Any], shared: SharedMaps) -> dict[str, Any]:
     resources = [s.resource for s in streams]
     scopes = [s.scope for s in streams]
     return {
-        "ResourceAttributes": shared(resources),
+        "ResourceAttributes": shared(_distinct(resources)),
         "ResourceSchemaUrl": [r.schema_url for r in resources],
         "ScopeName": [s.name for s in scopes],
         "ScopeVersion": [s.version for s in scopes],
-        "ScopeAttributes": shared(scopes),
+        "ScopeAttributes": shared(_distinct(scopes)),
         "ScopeDroppedAttrCount": [s.dropped_attributes_count for s in scopes],
         "ScopeSchemaUrl": [s.schema_url for s in scopes],
         "ServiceName": [r.service_name for r in resources],
