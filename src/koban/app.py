@@ -29,6 +29,7 @@ from koban.api.routes import routes
 from koban.clock import Clock, SystemClock
 from koban.errors import ConfigError, KobanError
 from koban.pipeline.buffer import IngestBuffer
+from koban.pipeline.decode_pool import DecodePool
 from koban.pipeline.intake import Intake
 from koban.pipeline.wal import WriteAheadLog
 from koban.pipeline.writer import StoreWriter
@@ -62,7 +63,8 @@ class Runtime:
             batch_max_records=settings.batch_max_records,
             batch_max_delay_s=settings.batch_max_delay_ms / 1000,
         )
-        self.intake = Intake(self.buffer, wal, ingest.decode, clock, self.metrics)
+        self.decoder = DecodePool(ingest.decode, settings.decode_workers)
+        self.intake = Intake(self.buffer, wal, self.decoder, clock, self.metrics)
         self._query_slots = threading.BoundedSemaphore(settings.query_concurrency)
         self._register_gauges()
 
@@ -125,6 +127,7 @@ class Runtime:
 
     def close(self) -> None:
         """Drain the queue into the store, then close the WAL and the store."""
+        self.decoder.close()
         self.writer.stop()
         self.wal.close()
         self.store.close()

@@ -49,6 +49,7 @@ class Settings:
     retention_metrics_days: float = _opt(15.0, "Keep metric points this many days.")
     retention_interval_s: float = _opt(600.0, "How often retention runs, in seconds.")
     # ingest pipeline
+    decode_workers: int = _opt(2, "Processes that decode large requests beside the server (0: decode in-process).")
     max_body_bytes: int = _opt(16 * 2**20, "Largest request body accepted, after decompression (413 above).")
     queue_max_records: int = _opt(500_000, "Records that may wait for the store before ingest answers 429.")
     batch_max_records: int = _opt(50_000, "Most records appended to the store in one transaction.")
@@ -118,6 +119,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"store must be 'duckdb' or 'clickhouse', got {s.store!r}")
     if s.store == "clickhouse" and not s.clickhouse_url:
         raise ConfigError("store is 'clickhouse' but clickhouse_url is not set (KOBAN_CLICKHOUSE_URL)")
+    if s.decode_workers < 0:
+        raise ConfigError(f"decode_workers must be 0 or more, got {s.decode_workers}")
     for name in ("max_body_bytes", "queue_max_records", "batch_max_records", "query_max_rows", "query_concurrency"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(s, name)}")

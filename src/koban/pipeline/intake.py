@@ -9,25 +9,22 @@ send its 2xx.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from koban.clock import Clock
 from koban.errors import DecodeError, KobanError
 from koban.model import Batch
 from koban.pipeline.buffer import IngestBuffer
+from koban.pipeline.decode_pool import DecodePool
 from koban.pipeline.wal import WriteAheadLog
 from koban.selfmetrics import SelfMetrics
-
-Decode = Callable[[str, bytes, int], Batch]
 
 
 class Intake:
     def __init__(
-        self, buffer: IngestBuffer, wal: WriteAheadLog, decode: Decode, clock: Clock, metrics: SelfMetrics
+        self, buffer: IngestBuffer, wal: WriteAheadLog, decoder: DecodePool, clock: Clock, metrics: SelfMetrics
     ) -> None:
         self.buffer = buffer
         self.wal = wal
-        self.decode = decode
+        self.decoder = decoder
         self.clock = clock
         self.metrics = metrics
 
@@ -41,7 +38,7 @@ class Intake:
         """
         received_ns = self.clock.now_ns()
         try:
-            batch = self.decode(codec, payload, received_ns)
+            batch = await self.decoder.decode(codec, payload, received_ns)
         except DecodeError:
             self.metrics.requests.labels(protocol, "malformed").inc()
             raise

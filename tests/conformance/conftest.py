@@ -1,0 +1,69 @@
+"""Fixtures: `backend` / `store` (a fresh, empty store per test) and `loaded` (one store
+per backend holding records.everything(), shared by the read-only tests), each
+parametrised over conformance.backends.NAMES."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conformance import records
+from conformance.backends import NAMES, URL_ENV, Backend
+from koban.store.base import Store
+
+
+@pytest.fixture(scope="package")
+def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    pytest.importorskip("chdb", reason="chdb (in-process ClickHouse) is not installed")
+    pytest.importorskip("clickhouse_connect", reason="clickhouse-connect (koban[clickhouse]) is not installed")
+    from chdb_http.engine import Engine
+
+    engine = Engine(tmp_path_factory.mktemp("chdb") / "engine")
+    yield engine
+    engine.close()  # the engine stops when its last connection closes
+
+
+@pytest.fixture(scope="package")
+def chdb_http(chdb_engine: Any) -> Iterator[Any]:
+    from chdb_http.server import ChdbHttpServer
+
+    server = ChdbHttpServer(chdb_engine, user="koban", password="s3cret:/@?").start()
+    yield server
+    server.stop()
+
+
+def _backend(name: str, request: pytest.FixtureRequest, tmp: Any) -> Backend:
+    if name == "clickhouse" and not os.environ.get(URL_ENV):
+        pytest.skip(f"no real ClickHouse server: set {URL_ENV}=http://user:pass@host:8123/ to run against one")
+    if name in ("chdb", "chdb-http"):
+        engine = request.getfixturevalue("chdb_engine")
+        http = request.getfixturevalue("chdb_http") if name == "chdb-http" else None
+        return Backend(name, tmp, engine=engine, http=http)
+    if name == "clickhouse":
+        pytest.importorskip("clickhouse_connect", reason="clickhouse-connect (koban[clickhouse]) is not installed")
+    return Backend(name, tmp)
+
+
+@pytest.fixture(params=NAMES)
+def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
+    b = _backend(request.param, request, tmp_path)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return backend.open()
+
+
+@pytest.fixture(scope="package", params=NAMES)
+def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    b = _backend(request.param, request, tmp_path_factory.mktemp(f"loaded-{request.param}"))
+    s = b.open()
+    s.write(records.everything(), lsn=1)
+    yield s
+    b.close()
+
