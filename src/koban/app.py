@@ -184,6 +184,8 @@ def _banner(settings: Settings) -> str:
         lines.append(f"  OTLP/HTTP             http://{h}:{settings.otlp_http_port}")
     if settings.otlp_grpc_port:
         lines.append(f"  OTLP/gRPC             {h}:{settings.otlp_grpc_port}")
+    if settings.statsd_port:
+        lines.append(f"  StatsD/DogStatsD      udp://{h}:{settings.statsd_port}")
     lines.append("Try:  koban query 'status:error' --since 15m    koban tail 'service:checkout'")
     return "\n".join(lines)
 
@@ -204,14 +206,18 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     grpc_server = None
+    statsd = None
     demo_stop = threading.Event()
-    retention = asyncio.create_task(_retention_loop(runtime))
+    # only the process that runs schedules (docs/scaling.md, "Several koban processes")
+    retention = asyncio.create_task(_retention_loop(runtime)) if settings.scheduler else None
     http = asyncio.create_task(server.serve(sockets=sockets)) if sockets else None
     try:
         if settings.otlp_grpc_port:
             from koban.receive.otlp_grpc import start_grpc_server
 
             grpc_server = await start_grpc_server(runtime, settings.host, settings.otlp_grpc_port)
+        if settings.statsd_port:
+            statsd = await _start_statsd(runtime)
         print(_banner(settings), file=sys.stderr, flush=True)
         if settings.demo and settings.port:
             _start_demo(settings, demo_stop)
@@ -220,16 +226,52 @@ async def serve(settings: Settings) -> None:
         waiter.cancel()
     finally:
         demo_stop.set()
-        retention.cancel()
+        if retention is not None:
+            retention.cancel()
         server.should_exit = True
         if grpc_server is not None:
             await grpc_server.stop(grace=2)
+        if statsd is not None:
+            await statsd.stop()  # flushes the last window through the WAL
         if http is not None:
             await asyncio.wait([http], timeout=5)  # uvicorn finishes in-flight responses
         await anyio.to_thread.run_sync(runtime.close)
         for sock in sockets:
             sock.close()
         log.info("koban stopped")
+
+
+async def _start_statsd(runtime: Runtime):
+    """The StatsD/DogStatsD listener, its flushed windows going through the intake (WAL)."""
+    from koban.pipeline.statsd_aggregator import StatsdAggregator
+    from koban.receive.statsd_udp import StatsdListener, submit_to
+
+    settings, m = runtime.settings, runtime.metrics
+    aggregator = StatsdAggregator(
+        runtime.clock.now_ns(),
+        flush_interval_s=settings.statsd_flush_interval_s,
+        gauge_deltas=settings.statsd_gauge_deltas,
+    )
+    statsd = StatsdListener(
+        settings.host,
+        settings.statsd_port,
+        submit_to(runtime.intake),
+        runtime.clock,
+        aggregator=aggregator,
+        flush_interval_s=settings.statsd_flush_interval_s,
+        on_parse_error=lambda reason, n: m.rejected.labels("metrics", "statsd", reason).inc(n),
+    )
+    try:
+        await statsd.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen for StatsD on {settings.host}:{settings.statsd_port}: {exc.strerror}") from None
+    m.gauge("koban_statsd_datagrams_received", "StatsD datagrams read.", lambda: statsd.stats.datagrams)
+    m.gauge("koban_statsd_datagrams_dropped", "StatsD datagrams the kernel dropped (buffer full).", statsd.kernel_drops)
+    m.gauge("koban_statsd_points_dropped", "Flushed StatsD points the pipeline refused.",
+            lambda: statsd.stats.points_dropped)
+    m.gauge("koban_statsd_series_dropped", "StatsD samples over the series limit.",
+            lambda: sum(aggregator.dropped.values()))
+    return statsd
 
 
 async def _retention_loop(runtime: Runtime) -> None:

@@ -46,7 +46,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, dest=f.name, action="store_const", const=True, default=None, help=f.metadata["help"].replace("%", "%%"))
+            p.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                help=f.metadata["help"].replace("%", "%%"),
+            )
         else:
             p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=f.metadata["help"].replace("%", "%%"))
     p.set_defaults(func=cmd_serve)

@@ -33,7 +33,11 @@ class Settings:
     port: int = _opt(7070, "Web UI, JSON API and OTLP/HTTP port (0 turns it off).")
     otlp_http_port: int = _opt(4318, "OTLP/HTTP on its standard port (0 turns it off).")
     otlp_grpc_port: int = _opt(4317, "OTLP/gRPC port (0 turns it off).")
-    statsd_port: int = _opt(8125, "StatsD/DogStatsD UDP port (0 turns it off). Listener arrives with the metrics work.")
+    statsd_port: int = _opt(8125, "StatsD/DogStatsD UDP port (0 turns it off).")
+    statsd_flush_interval_s: float = _opt(10.0, "Seconds of StatsD samples aggregated into one point per series.")
+    statsd_gauge_deltas: bool = _opt(
+        True, "Read a signed StatsD gauge (+N/-N) as a change to the last value; false reads it as the value."
+    )
     datadog_port: int = _opt(8126, "Datadog trace agent port (0 turns it off). Listener arrives with the Datadog work.")
     # storage
     data_dir: str = _opt("./koban-data", "Directory for the database file and the write-ahead log.")
@@ -42,12 +46,22 @@ class Settings:
         "", "ClickHouse HTTP(S) URL with user, password and database: http://user:pass@host:8123/db.", secret=True
     )
     clickhouse_cluster: str = _opt("", "ClickHouse cluster name; set, koban creates Replicated + Distributed tables.")
+    clickhouse_insert_local: bool = _opt(
+        False,
+        "On a cluster, insert into the _local tables of the node clickhouse_url names instead of through "
+        "the Distributed tables (reads still go through them).",
+    )
     duckdb_memory_limit: str = _opt("512MB", "Memory DuckDB may use (it would take 80% of RAM otherwise).")
     duckdb_threads: int = _opt(0, "Threads DuckDB may use for one query (0: one per core).")
     retention_logs_days: float = _opt(15.0, "Keep log records this many days.")
     retention_spans_days: float = _opt(15.0, "Keep spans this many days.")
     retention_metrics_days: float = _opt(15.0, "Keep metric points this many days.")
     retention_interval_s: float = _opt(600.0, "How often retention runs, in seconds.")
+    scheduler: bool = _opt(
+        True,
+        "Run retention (and, later, monitors) in this process; with several koban processes on one "
+        "ClickHouse, set it on exactly one.",
+    )
     # ingest pipeline
     decode_workers: int = _opt(2, "Processes that decode large requests beside the server (0: decode in-process).")
     max_body_bytes: int = _opt(16 * 2**20, "Largest request body accepted, after decompression (413 above).")
@@ -119,6 +133,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"store must be 'duckdb' or 'clickhouse', got {s.store!r}")
     if s.store == "clickhouse" and not s.clickhouse_url:
         raise ConfigError("store is 'clickhouse' but clickhouse_url is not set (KOBAN_CLICKHOUSE_URL)")
+    if s.statsd_flush_interval_s <= 0:
+        raise ConfigError(f"statsd_flush_interval_s must be positive, got {s.statsd_flush_interval_s}")
     if s.decode_workers < 0:
         raise ConfigError(f"decode_workers must be 0 or more, got {s.decode_workers}")
     for name in ("max_body_bytes", "queue_max_records", "batch_max_records", "query_max_rows", "query_concurrency"):

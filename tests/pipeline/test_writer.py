@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from koban.errors import ConfigError, Overloaded
+from koban.errors import ConfigError, Overloaded, StoreError
 from koban.model import Batch
 from koban.pipeline.buffer import IngestBuffer
 from koban.pipeline.wal import WriteAheadLog
-from koban.pipeline.writer import StoreWriter
+from koban.pipeline.writer import IN_FLIGHT_FILE, StoreWriter
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -178,6 +178,37 @@ def test_replay_merges_entries_into_chunks(tmp_path: Path, store, codec) -> None
     p.receive_many(requests("a", 10))  # 3 records each, nobody writing
     assert p.writer.replay() == 30
     assert [lsn for lsn, _ in store.writes] == [3, 6, 9, 10]
+    p.close()
+
+
+def test_replay_repeats_the_boundaries_of_the_write_that_was_in_flight(tmp_path: Path, store, codec) -> None:
+    p = Pipeline(tmp_path, store, codec, batch_max_records=100)
+    p.receive_many(requests("a", 10))  # 3 records each, nobody writing
+    store.fail_next = 1
+    with pytest.raises(StoreError, match="injected"):
+        p.writer.replay()  # one write of lsn 1..10 begun, then the process "dies"
+    assert json.loads((tmp_path / IN_FLIGHT_FILE).read_text()) == {"first_lsn": 1, "last_lsn": 10}
+    p.wal.close()
+
+    p = Pipeline(tmp_path, store, codec, batch_max_records=7)  # restarted with other limits
+    p.receive_many(requests("b", 5))
+    assert p.writer.replay() == 45
+    # lsn 1..10 again as one write (a store may have half-applied it), then chunks of 7
+    assert [lsn for lsn, _ in store.writes] == [10, 13, 15]
+    p.close()
+    assert Counter(store.bodies) == Counter(flat(requests("a", 10) + requests("b", 5)))
+
+
+def test_a_write_that_finished_leaves_replay_free_to_chunk(tmp_path: Path, store, codec) -> None:
+    p = Pipeline(tmp_path, store, codec, batch_max_records=100)
+    p.receive_many(requests("a", 2))
+    p.writer.replay()
+    p.receive_many(requests("b", 4))
+    p.wal.close()
+
+    p = Pipeline(tmp_path, store, codec, batch_max_records=6)
+    assert p.writer.replay() == 12
+    assert [lsn for lsn, _ in store.writes] == [2, 4, 6]
     p.close()
 
 

@@ -6,6 +6,7 @@ HTTP endpoint, so clickhouse-connect and the HTTP path are real."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from chdb_http.server import ChdbHttpServer  # noqa: E402
 from conformance import records  # noqa: E402
 from koban.errors import ConfigError, QueryTimeout, StoreError  # noqa: E402
 from koban.model import Batch  # noqa: E402
+from koban.pipeline.buffer import IngestBuffer  # noqa: E402
+from koban.pipeline.wal import WriteAheadLog  # noqa: E402
+from koban.pipeline.writer import StoreWriter  # noqa: E402
 from koban.settings import Settings  # noqa: E402
 from koban.store import clickhouse_schema as chs  # noqa: E402
 from koban.store import schema  # noqa: E402
@@ -105,6 +109,55 @@ def test_cluster_mode_creates_replicated_local_tables_under_distributed_ones():
     assert "Distributed(koban_cluster, otel, koban_state_local, cityHash64(instance_id))" in state[1]
 
 
+def test_inserts_go_through_distributed_tables_unless_told_to_use_the_local_ones():
+    distributed, local = chs.Layout("otel", "koban"), chs.Layout("otel", "koban", insert_local=True)
+    assert [distributed.insert_table(t) for t in (schema.LOGS, chs.STATE_TABLE)] == ["otel_logs", "koban_state"]
+    assert [local.insert_table(t) for t in (schema.LOGS, chs.STATE_TABLE)] == ["otel_logs_local", "koban_state_local"]
+    assert chs.Layout("otel", insert_local=True).insert_table(schema.LOGS) == "otel_logs"  # one node: no _local
+    assert chs.ddl(local) == chs.ddl(distributed)  # the same tables either way
+
+
+def test_the_insert_local_setting_reaches_the_store(server, database, tmp_path):
+    store = ClickHouseStore.from_settings(settings_for(server, database, tmp_path, clickhouse_insert_local=True))
+    try:
+        assert store.layout.insert_local and store.layout.insert_table(schema.LOGS) == schema.LOGS
+        store.write(Batch(logs=records.logs()), lsn=1)  # one node: the same tables as without it
+        assert count(store, schema.LOGS) == 9
+    finally:
+        store.close()
+
+
+def test_the_trace_id_lookup_table_of_the_exporter_is_created_on_a_cluster_too():
+    statements = chs.ddl(chs.Layout("otel", "koban"))
+    view = next(s for s in statements if "MATERIALIZED VIEW" in s)
+    assert view.startswith("CREATE MATERIALIZED VIEW IF NOT EXISTS otel.otel_traces_trace_id_ts_mv ON CLUSTER koban"
+                           " TO otel.otel_traces_trace_id_ts_local\n")  # fmt: skip
+    assert "FROM otel.otel_traces_local\n" in view
+    assert any(s.startswith("CREATE TABLE IF NOT EXISTS otel.otel_traces_trace_id_ts ON CLUSTER koban AS") and
+               "Distributed(koban, otel, otel_traces_trace_id_ts_local, cityHash64(TraceId))" in s
+               for s in statements)  # fmt: skip
+
+
+def test_the_trace_id_lookup_table_holds_each_traces_time_range_once(server, database, tmp_path):
+    store = ClickHouseStore.from_settings(settings_for(server, database, tmp_path))
+    server.fail_when = lambda sql: "koban_state" in sql and sql.lstrip().startswith("INSERT")
+    with pytest.raises(StoreError):
+        store.write(Batch(spans=records.spans()), lsn=1)
+    server.fail_when = None
+    store.write(Batch(spans=records.spans()), lsn=1)  # the retry: the view sees the spans once
+    try:
+        rows = store.query(f"SELECT TraceId, toUnixTimestamp(Start), toUnixTimestamp(End) FROM {chs.TRACE_ID_TS}"
+                           " ORDER BY TraceId", {}, timeout_s=10, max_rows=100).rows  # fmt: skip
+    finally:
+        store.close()
+    expected = {}
+    for span in records.spans():
+        if span.trace_id:
+            first, last = expected.get(span.trace_id, (span.start_ns, span.start_ns))
+            expected[span.trace_id] = (min(first, span.start_ns), max(last, span.start_ns))
+    assert rows == [(t, lo // 10**9, hi // 10**9) for t, (lo, hi) in sorted(expected.items())]
+
+
 def test_odd_names_are_quoted_in_ddl():
     assert chs.ddl(chs.Layout("my-db", "c 1"))[0] == "CREATE DATABASE IF NOT EXISTS `my-db` ON CLUSTER `c 1`"
 
@@ -150,6 +203,38 @@ def test_a_replay_after_a_crash_before_the_lsn_was_recorded_stores_each_row_once
     assert count(restarted, schema.LOGS) == 9 and restarted.applied_lsn() == 3
     crashed.close()
     restarted.close()
+
+
+def pick_records(codec: str, payload: bytes, received_ns: int) -> Batch:
+    """A test codec: a JSON list of indexes -> those log records and those spans."""
+    picked = json.loads(payload)
+    return Batch(logs=tuple(records.logs()[i] for i in picked), spans=tuple(records.spans()[i] for i in picked))
+
+
+def test_a_replay_with_other_batch_limits_after_a_half_done_write_stores_each_row_once(server, database, tmp_path):
+    settings = settings_for(server, database, tmp_path / "data")
+    store = ClickHouseStore.from_settings(settings)
+    wal = WriteAheadLog(tmp_path / "wal")
+    for i in range(9):  # nine acknowledged requests of one log record and one span
+        wal.append_blocking("test/records", json.dumps([i]).encode(), 1)
+    writer = StoreWriter(store, IngestBuffer(1000), wal, pick_records, batch_max_records=100)
+    server.fail_when = lambda sql: sql.lstrip().startswith("INSERT INTO") and "otel_traces" in sql
+    with pytest.raises(StoreError):
+        writer.replay()  # one write of lsn 1..9: the logs went in, the spans did not
+    assert (count(store, schema.LOGS), count(store, schema.TRACES), store.applied_lsn()) == (9, 0, 0)
+    server.fail_when = None
+    wal.close()  # the process dies here
+    store.close()
+
+    store = ClickHouseStore.from_settings(settings)  # restarted, batching one request at a time
+    wal = WriteAheadLog(tmp_path / "wal", min_lsn=store.applied_lsn())
+    writer = StoreWriter(store, IngestBuffer(1000), wal, pick_records, batch_max_records=2)
+    try:
+        assert writer.replay() == 18
+        assert (count(store, schema.LOGS), count(store, schema.TRACES), store.applied_lsn()) == (9, 9, 9)
+    finally:
+        wal.close()
+        store.close()
 
 
 def test_two_instances_in_one_database_keep_their_own_lsn_and_rows(server, database, tmp_path):

@@ -6,6 +6,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from koban.api import pages, search, system, tracelist
+from koban.api import timeseries
 from koban.api.tail import LiveTail
 from koban.receive.otlp_http import export_endpoint
 from koban.ui.pages import STATIC_DIR
@@ -29,6 +30,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/traces/{trace_id}", search.trace),
         Route("/api/services", search.services),
         Route("/api/services/{name}/resources", search.service_resources),
+        Route("/api/timeseries", timeseries.series),
         # koban watches itself
         Route("/metrics", system.metrics),
         # web UI: pages over the read API above

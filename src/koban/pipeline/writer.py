@@ -3,6 +3,14 @@ them to the store under the highest lsn of the merge, so the store's applied_lsn
 exactly which WAL entries are stored. On start, `replay` stores what the WAL holds past
 applied_lsn, so every acknowledged record is stored exactly once, even after kill -9.
 
+Before each store write the writer records the lsn range it is about to write in
+`<wal>/in-flight.json` (fsynced, atomically by rename), and replay's first chunk ends
+exactly where that write ended. A store without cross-table transactions (ClickHouse)
+makes a write idempotent by deriving insert-deduplication tokens from the lsn, which is
+only exact if a write that may have half-happened is repeated with the same records:
+so a crash mid-write, then a restart with other batch limits, still stores each record
+once (docs/scaling.md, "Exactly once").
+
 A batch the store refuses for good (a permanent StoreError: a value that does not fit
 its column) must not wedge ingest: the merge is split into its requests, each written
 under its own lsn, and a request the store still refuses is copied to the quarantine
@@ -31,6 +39,9 @@ from koban.store.base import Store
 log = logging.getLogger(__name__)
 
 Decode = Callable[[str, bytes, int], Batch]
+
+IN_FLIGHT_FILE = "in-flight.json"
+"""In the WAL directory: {"first_lsn", "last_lsn"} of the latest store write begun."""
 
 
 class StoreWriter:
@@ -86,6 +97,7 @@ class StoreWriter:
         self._abandon = threading.Event()  # stop() gave up waiting: exit without draining
         self._gap: tuple[int, float] | None = None  # (missing lsn, when first seen)
         self._last_truncate = self.clock.monotonic()
+        self._in_flight: tuple[int, int] | None = None  # the range last recorded on disk
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -95,9 +107,13 @@ class StoreWriter:
         number of records replayed. An entry that fails to decode is logged and skipped
         (it cannot happen for data that was acknowledged, but must not block startup);
         an entry the store refuses for good is quarantined (neither may block startup).
+        The first chunk ends at the last lsn of the write that was in flight when the
+        previous process stopped (see IN_FLIGHT_FILE), whatever batch_max_records is
+        now, so a half-done write is repeated with the same records.
         Raises ConfigError when the WAL is behind the store (open it with
         min_lsn=store.applied_lsn()); a transient StoreError propagates, as does an
-        OSError writing the quarantine (the WAL keeps the data either way)."""
+        OSError writing the quarantine or the in-flight record (the WAL keeps the data
+        either way)."""
         applied = self.store.applied_lsn()
         if self.wal.last_lsn < applied:
             raise ConfigError(
@@ -108,6 +124,7 @@ class StoreWriter:
         # buffer instead: the buffer starts right after `end`.
         end = self.wal.last_lsn
         written_before = self.records_written
+        boundary = self._unfinished_write(applied)
         chunk: list[tuple[int, Batch]] = []
         records = 0
         with closing(self.wal.replay(applied)) as entries:
@@ -121,6 +138,11 @@ class StoreWriter:
                     batch = Batch()
                 chunk.append((entry.lsn, batch))
                 records += batch.record_count
+                if boundary is not None:
+                    if entry.lsn >= boundary:  # the unfinished write, exactly as it was
+                        self._store(chunk, retry=False)
+                        chunk, records, boundary = [], 0, None
+                    continue
                 if records >= self.batch_max_records:
                     self._store(chunk, retry=False)
                     chunk, records = [], 0
@@ -133,6 +155,31 @@ class StoreWriter:
         self.buffer.start_at(end + 1)
         self._replayed = True
         return total
+
+    def _unfinished_write(self, applied: int) -> int | None:
+        """The last lsn of the store write that was begun but not finished (its
+        last_lsn is past `applied`), from IN_FLIGHT_FILE; None when every recorded
+        write finished, or nothing is recorded. An unreadable file is logged and
+        treated as none: it can only be a leftover of a crash while writing it, and
+        then its write had not begun."""
+        path = self.wal.directory / IN_FLIGHT_FILE
+        try:
+            meta = json.loads(path.read_bytes())
+            first, last = int(meta["first_lsn"]), int(meta["last_lsn"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.error("ignoring unreadable %s: %s", path, e)
+            return None
+        if last <= applied:
+            return None
+        if first != applied + 1:
+            log.warning(
+                "the write in flight at the last stop covered lsn %d..%d but the store has "
+                "applied lsn %d; replaying through lsn %d as one write", first, last, applied, last,
+            )
+        log.info("repeating the unfinished store write of lsn %d..%d", max(first, applied + 1), last)
+        return last
 
     def start(self) -> None:
         """Starts the writer thread (replaying first if `replay` was not called)."""
@@ -215,10 +262,10 @@ class StoreWriter:
         lsn. With `retry`, transient failures are retried with backoff; without, they
         propagate (StoreError, or OSError from the quarantine). Returns False when
         stop() gave up first."""
-        lsn = items[-1][0]
+        first, lsn = items[0][0], items[-1][0]
         try:
             merged = Batch.merge([b for _, b in items])
-            return self._attempt(partial(self._write, merged, lsn), retry, f"store write (lsn {lsn})")
+            return self._attempt(partial(self._write, merged, first, lsn), retry, f"store write (lsn {lsn})")
         except StoreError as e:
             if not e.permanent:
                 raise
@@ -230,7 +277,8 @@ class StoreWriter:
             )
         for one_lsn, batch in items:
             try:
-                done = self._attempt(partial(self._write, batch, one_lsn), retry, f"store write (lsn {one_lsn})")
+                write = partial(self._write, batch, one_lsn, one_lsn)
+                done = self._attempt(write, retry, f"store write (lsn {one_lsn})")
             except StoreError as e:
                 if not e.permanent:
                     raise
@@ -274,7 +322,7 @@ class StoreWriter:
         if not self._attempt(save, retry, f"quarantining lsn {lsn}"):
             return False
         # an empty batch stores nothing but moves applied_lsn past the refused request
-        if not self._attempt(partial(self._write, Batch(), lsn), retry, f"store write (lsn {lsn})"):
+        if not self._attempt(partial(self._write, Batch(), lsn, lsn), retry, f"store write (lsn {lsn})"):
             return False
         self.batches_quarantined += 1
         self.records_quarantined += batch.record_count
@@ -303,7 +351,10 @@ class StoreWriter:
         _write_durably(stem.with_suffix(".json"), json.dumps(meta, indent=2).encode())
         _fsync_dir(self.quarantine_dir)
 
-    def _write(self, batch: Batch, lsn: int) -> int:
+    def _write(self, batch: Batch, first: int, lsn: int) -> int:
+        """Records (first, lsn) as in flight, then stores `batch` (the merge of those
+        entries) under `lsn`. Raises what store.write raises, or OSError."""
+        self._record_in_flight(first, lsn)
         started = self.clock.monotonic()
         self.store.write(batch, lsn)
         took = self.clock.monotonic() - started
@@ -312,6 +363,16 @@ class StoreWriter:
         self.batches_written += 1
         self.records_written += batch.record_count
         return batch.record_count
+
+    def _record_in_flight(self, first: int, lsn: int) -> None:
+        """Makes (first, lsn) the durable IN_FLIGHT_FILE before the store sees the write
+        (a retry of the same range does not rewrite it). Raises OSError."""
+        if self._in_flight == (first, lsn):
+            return
+        path = self.wal.directory / IN_FLIGHT_FILE
+        _write_durably(path, json.dumps({"first_lsn": first, "last_lsn": lsn}).encode())
+        _fsync_dir(self.wal.directory)
+        self._in_flight = (first, lsn)
 
     def _fill_gap(self, *, force: bool) -> bool:
         """Stores the missing head lsn from the WAL once it has been missing for

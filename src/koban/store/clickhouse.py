@@ -121,15 +121,19 @@ class ClickHouseStore:
         cluster: str = "",
         retention_days: dict[str, float] | None = None,
         instance: str = "default",
+        insert_local: bool = False,
     ) -> None:
         """Use `client` (a clickhouse-connect client, HTTP or chdb) and create koban's
         database and tables in it if missing. `database` defaults to the client's.
         `instance` keys this process's applied lsn and dedup tokens (see instance_id).
+        With `insert_local` on a cluster, inserts go to the node's `_local` tables.
         The store owns the client from here on (close() closes it). Raises StoreError
         when ClickHouse cannot be reached or refuses the DDL."""
         self._client = client
         self.database = database or client.database or "default"
-        self.layout = Layout(self.database, cluster, retention_days or Layout._field_defaults["retention_days"])
+        self.layout = Layout(
+            self.database, cluster, retention_days or Layout._field_defaults["retention_days"], insert_local
+        )
         self.instance = instance
         self._write_lock = threading.Lock()
         self._closed = False
@@ -166,12 +170,13 @@ class ClickHouseStore:
             cluster=settings.clickhouse_cluster,
             retention_days=retention,
             instance=instance_id(settings.data_dir),
+            insert_local=settings.clickhouse_insert_local,
         )
 
     def _cluster_settings(self) -> dict[str, Any]:
         # Inserts through a Distributed table reach the shards before they return, so a
         # write that returned is stored (and its dedup token seen) on a shard.
-        return {"insert_distributed_sync": 1} if self.layout.cluster else {}
+        return {"insert_distributed_sync": 1} if self.layout.cluster and not self.layout.insert_local else {}
 
     # --- writes ---------------------------------------------------------------------
 
@@ -197,11 +202,14 @@ class ClickHouseStore:
                     settings = {
                         **self._cluster_settings(),
                         "insert_deduplicate": 1,
+                        # the trace-id view's table drops a repeat too (it derives its
+                        # token from ours), even where ClickHouse would push it again
+                        "deduplicate_blocks_in_dependent_materialized_views": 1,
                         "insert_deduplication_token": f"koban-{self.instance}-{lsn}-{table}",
                     }
-                    self._client.insert_arrow(table, data, settings=settings)
+                    self._client.insert_arrow(self.layout.insert_table(table), data, settings=settings)
                 self._client.command(
-                    f"INSERT INTO {quote(STATE_TABLE)} (instance_id, applied_lsn, updated_at)"
+                    f"INSERT INTO {quote(self.layout.insert_table(STATE_TABLE))} (instance_id, applied_lsn, updated_at)"
                     " SELECT {instance:String}, {lsn:UInt64}, now64(3)",
                     parameters={"instance": self.instance, "lsn": lsn},
                     settings=self._cluster_settings(),

@@ -10,6 +10,10 @@ ClickHouse plugin can read what koban writes. Two additions of koban's own:
   replicated tables by default;
 - `koban_state`: the applied WAL position of each koban instance.
 
+And the exporter's `otel_traces_trace_id_ts` (first and last span time of each trace,
+filled by the materialized view `otel_traces_trace_id_ts_mv`), which HyperDX and
+Grafana use to narrow a trace lookup to its time range.
+
 Cluster tables are sharded by a deterministic key (never rand()), so a replayed insert
 splits into the same per-shard blocks and each shard recognises its token.
 
@@ -172,6 +176,7 @@ class Layout(NamedTuple):
     database: str
     cluster: str = ""
     retention_days: dict[str, float] = {"logs": 15.0, "spans": 15.0, "metrics": 15.0}
+    insert_local: bool = False  # on a cluster: insert into the local tables, not the Distributed ones
 
     @property
     def on_cluster(self) -> str:
@@ -180,6 +185,11 @@ class Layout(NamedTuple):
     def local(self, table: str) -> str:
         """The table that holds the rows: `table` itself, or `table_local` on a cluster."""
         return f"{table}_local" if self.cluster else table
+
+    def insert_table(self, table: str) -> str:
+        """The table inserts go to: the Distributed `table`, or with `insert_local` on a
+        cluster, `table_local` on the node koban is connected to."""
+        return self.local(table) if self.insert_local else table
 
     def qualified(self, table: str) -> str:
         return f"{quote(self.database)}.{quote(table)}"
@@ -211,18 +221,22 @@ def _engine(layout: Layout, table: str, family: str = "MergeTree", args: str = "
     return f"Replicated{family}({path}{', ' + args if args else ''})"
 
 
+def _settings(layout: Layout) -> str:
+    """The SETTINGS of a table koban inserts into, directly or through a view."""
+    settings = "index_granularity = 8192, ttl_only_drop_parts = 1"
+    if not layout.cluster:
+        return settings + f", non_replicated_deduplication_window = {DEDUP_WINDOW}"
+    # newer ClickHouse forgets tokens after an hour by default; a replay may come later
+    return (settings + f", replicated_deduplication_window = {DEDUP_WINDOW}"
+            f", replicated_deduplication_window_seconds = {DEDUP_SECONDS}")  # fmt: skip
+
+
 def table_ddl(layout: Layout, table: str) -> list[str]:
     """CREATE statements for one data table: the table itself on one node; the local
     Replicated table and the Distributed table over it on a cluster."""
     spec = SPECS[table]
     body = ",\n  ".join([*_column_lines(table), *spec.extra_columns, *spec.indexes])
-    settings = "index_granularity = 8192, ttl_only_drop_parts = 1"
-    if not layout.cluster:
-        settings += f", non_replicated_deduplication_window = {DEDUP_WINDOW}"
-    else:
-        # newer ClickHouse forgets tokens after an hour by default; a replay may come later
-        settings += (f", replicated_deduplication_window = {DEDUP_WINDOW}"
-                     f", replicated_deduplication_window_seconds = {DEDUP_SECONDS}")  # fmt: skip
+    settings = _settings(layout)
     primary = f"PRIMARY KEY {spec.primary_key}\n" if spec.primary_key else ""
     local = layout.local(table)
     out = [
@@ -241,6 +255,51 @@ def table_ddl(layout: Layout, table: str) -> list[str]:
             f"ENGINE = Distributed({quote(layout.cluster)}, {quote(layout.database)}, {quote(local)},"
             f" {spec.shard_key})"
         )
+    return out
+
+
+TRACE_ID_TS = f"{schema.TRACES}_trace_id_ts"
+TRACE_ID_TS_MV = f"{TRACE_ID_TS}_mv"
+
+
+def trace_id_ts_ddl(layout: Layout) -> list[str]:
+    """The exporter's trace-id lookup table and the materialized view that fills it
+    from every insert into the traces table. On a cluster the view reads the local
+    traces table and writes the local lookup table on each node (a Distributed table
+    over them serves reads), so every insert, Distributed or local, reaches it once."""
+    local = layout.local(TRACE_ID_TS)
+    ttl = ""
+    days = layout.retention_days.get("spans", 0)
+    if days > 0:
+        ttl = f"TTL Start + toIntervalSecond({int(days * 86400)})\n"
+    out = [
+        f"CREATE TABLE IF NOT EXISTS {layout.qualified(local)}{layout.on_cluster} (\n"
+        "  TraceId String CODEC(ZSTD(1)),\n"
+        "  Start DateTime CODEC(Delta, ZSTD(1)),\n"
+        "  End DateTime CODEC(Delta, ZSTD(1)),\n"
+        "  INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1\n"
+        ")\n"
+        f"ENGINE = {_engine(layout, TRACE_ID_TS)}\n"
+        "PARTITION BY toDate(Start)\n"
+        "ORDER BY (TraceId, Start)\n"
+        f"{ttl}"
+        f"SETTINGS {_settings(layout)}"
+    ]
+    if layout.cluster:
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS {layout.qualified(TRACE_ID_TS)}{layout.on_cluster}"
+            f" AS {layout.qualified(local)}\n"
+            f"ENGINE = Distributed({quote(layout.cluster)}, {quote(layout.database)}, {quote(local)},"
+            " cityHash64(TraceId))"
+        )
+    out.append(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {layout.qualified(TRACE_ID_TS_MV)}{layout.on_cluster}"
+        f" TO {layout.qualified(local)}\n"
+        "AS SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End\n"
+        f"FROM {layout.qualified(layout.local(schema.TRACES))}\n"
+        "WHERE TraceId != ''\n"
+        "GROUP BY TraceId"
+    )
     return out
 
 
@@ -272,9 +331,11 @@ def state_ddl(layout: Layout) -> list[str]:
 
 
 def ddl(layout: Layout) -> list[str]:
-    """Every statement, in order: the database, the data tables, the state tables."""
+    """Every statement, in order: the database, the data tables, the trace-id lookup
+    table and its view, the state tables."""
     out = [f"CREATE DATABASE IF NOT EXISTS {quote(layout.database)}{layout.on_cluster}"]
     for table in schema.TABLE_COLUMNS:
         out.extend(table_ddl(layout, table))
+    out.extend(trace_id_ts_ddl(layout))
     out.extend(state_ddl(layout))
     return out

@@ -247,6 +247,128 @@ const K = (() => {
     apply();
   }
 
+  // --- time series (GET /api/timeseries) and charts ------------------------------------------
+  const UNIT_MS = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
+  /* A `from`/`to` value as unix ms (now-15m, RFC 3339, unix ms), or null when unreadable. */
+  function toMs(text, now) {
+    if (!text || text === "now") return now;
+    const rel = /^now-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(text);
+    if (rel) return now - Number(rel[1]) * UNIT_MS[rel[2]];
+    if (/^\d+$/.test(text)) return Number(text);
+    const t = Date.parse(text);
+    return isNaN(t) ? null : t;
+  }
+  const STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  /* The URL's range as absolute unix ms with a round interval giving about `buckets`
+     buckets, so that several /api/timeseries calls share the same buckets. Unreadable
+     ranges are passed through and the server chooses the interval. */
+  function seriesRange(buckets = 60) {
+    const r = range(), now = Date.now();
+    const f = toMs(r.from, now), t = toMs(r.to, now);
+    if (f === null || t === null || t <= f) return apiRange();
+    const wanted = (t - f) / 1e3 / buckets;
+    const step = STEPS_S.find((s) => s >= wanted) || Math.ceil(wanted / 86400) * 86400;
+    return { from: String(Math.floor(f)), to: String(Math.ceil(t)), interval: `${step}s` };
+  }
+  /* Requests are server and consumer spans. */
+  const REQUESTS = "kind:(server OR consumer)";
+  function timeseries(params) { return api("/api/timeseries", { source: "spans", ...params }); }
+  /* One time series answer as {key: points}, keyed by the value of label `label`
+     ("" for an ungrouped answer). */
+  function seriesBy(doc, label) {
+    const out = {};
+    for (const s of doc.series || []) out[label ? (s.labels || {})[label] ?? "" : ""] = s.points || [];
+    return out;
+  }
+
+  /* A small inline SVG line of `points` ([[ts_ms, value|null], ...]); gaps where null. */
+  const SVG = "http://www.w3.org/2000/svg";
+  function sparkline(points, { color = "var(--accent)", fmt = String, width = 72, height = 18 } = {}) {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("width", width);
+    svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    const vals = points.map((p) => p[1]).filter((v) => v !== null && v !== undefined);
+    const max = Math.max(0, ...vals), min = Math.min(0, ...vals);
+    const n = Math.max(1, points.length - 1);
+    let d = "", pen = false;
+    points.forEach(([, v], i) => {
+      if (v === null || v === undefined) { pen = false; return; }
+      const x = (i / n) * (width - 2) + 1;
+      const y = height - 1 - (max > min ? ((v - min) / (max - min)) * (height - 2) : 0);
+      d += `${pen ? "L" : "M"}${x.toFixed(1)} ${y.toFixed(1)}`;
+      pen = true;
+    });
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", d);
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", color);
+    path.setAttribute("stroke-width", "1.3");
+    svg.append(path);
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = vals.length ? `min ${fmt(Math.min(...vals))} · max ${fmt(Math.max(...vals))} · last ${fmt(vals[vals.length - 1])}` : "no data";
+    svg.append(title);
+    svg.dataset.points = points.length;
+    return svg;
+  }
+
+  const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  /* uPlot's time axis with the page's colours; dragging across it narrows the URL's range. */
+  function narrowOnDrag(u) {
+    if (u.select.width < 3) return;
+    const a = u.posToVal(u.select.left, "x"), b = u.posToVal(u.select.left + u.select.width, "x");
+    setState({ from: new Date(a * 1000).toISOString(), to: new Date(b * 1000).toISOString() });
+  }
+  /* A uPlot chart in `box` of `series` ([{label, points, color, bars}]) sharing one time
+     axis (the first series' timestamps); `fmt` formats values. Returns the plot. */
+  function isolated(u, si) {
+    const d = u.data[si], out = [];
+    for (let i = 0; i < d.length; i++) if (d[i] !== null && d[i] !== undefined && d[i - 1] == null && d[i + 1] == null) out.push(i);
+    return out;
+  }
+  function chart(box, series, { fmt = String, height = 160, old = null } = {}) {
+    if (old) old.destroy();
+    box.replaceChildren();
+    const xsMs = (series[0] ? series[0].points : []).map((p) => p[0]);
+    const index = new Map(xsMs.map((t, i) => [t, i]));
+    const columns = series.map((s) => {
+      const col = xsMs.map(() => null);
+      for (const [t, v] of s.points) if (index.has(t)) col[index.get(t)] = v;
+      return col;
+    });
+    const axis = { stroke: cssVar("--muted"), grid: { stroke: cssVar("--line"), width: 1 }, ticks: { stroke: cssVar("--line") } };
+    const bars = uPlot.paths.bars({ size: [0.8, Infinity], align: 1 });
+    const plot = new uPlot({
+      width: Math.max(240, box.clientWidth), height,
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      select: { show: true },
+      legend: { show: true, live: true },
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max || 0, 1e-9) * 1.05] } },
+      axes: [{ ...axis }, { ...axis, size: 70, values: (u, vs) => vs.map((v) => fmt(v)) }],
+      series: [{ value: (u, v) => (v === null ? "" : new Date(v * 1000).toLocaleString()) },
+        ...series.map((s) => ({
+          label: s.label, stroke: s.color, width: s.bars ? 0 : 1.5, fill: s.bars ? s.color : s.fill || null,
+          paths: s.bars ? bars : undefined, spanGaps: false,
+          // a line cannot show a value between two gaps: draw such values as dots
+          points: s.bars ? { show: false } : { show: true, size: 5, fill: s.color, filter: isolated },
+          value: (u, v) => (v === null || v === undefined ? "–" : fmt(v)),
+        }))],
+      hooks: { setSelect: [narrowOnDrag] },
+    }, [xsMs.map((t) => t / 1000), ...columns], box);
+    box.dataset.series = series.length;
+    box.dataset.points = xsMs.length;
+    box.dataset.sum = columns.length ? columns[0].reduce((a, v) => a + (v || 0), 0) : 0; // what tests check
+    return plot;
+  }
+
+  /* Mark the page as drawn: body[data-<what>="1"] (what tests wait for) and a
+     performance mark "koban-<what>" (what benchmarks/ui.py times from navigation). */
+  function markDrawn(what = "ready") {
+    document.body.dataset[what] = "1";
+    try { performance.mark(`koban-${what}`); } catch (e) { /* no User Timing: the attribute is enough */ }
+  }
+
   // --- start --------------------------------------------------------------------------------
   let generation = 0;
   async function run() {
@@ -270,13 +392,13 @@ const K = (() => {
           if (q) { e.preventDefault(); q.focus(); q.select(); }
         } else if (e.key === "Escape" && t && t.id === "q") t.blur();
       });
-      sampleRate();
-      setInterval(sampleRate, 5000);
-      run();
+      // the header's rate waits for the page's own data, which it would slow down
+      run().finally(() => { sampleRate(); setInterval(sampleRate, 5000); });
     };
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
   }
 
   return { api, ApiError, state, setState, range, apiRange, el, timeEl, fmtDuration, fmtMs, fmtPct, fmtRate,
-    serviceColor, sevClass, logRow, traceLink, quote, term, editQuery, showError, clearErrors, sortable, start, run };
+    serviceColor, sevClass, logRow, traceLink, quote, term, editQuery, showError, clearErrors, sortable, start, run,
+    markDrawn, toMs, seriesRange, REQUESTS, timeseries, seriesBy, sparkline, chart, narrowOnDrag };
 })();

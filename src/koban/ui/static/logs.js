@@ -176,6 +176,7 @@
       await api("/api/logs", { ...params, limit: 1 }); // a bad query fails here, under the bar
       if (!isCurrent()) return;
       startTail();
+      K.markDrawn();
       await loadFacets(isCurrent);
       return;
     }
@@ -191,7 +192,7 @@
     cursor = page.next_cursor;
     document.getElementById("more").hidden = !cursor;
     document.getElementById("empty").hidden = page.rows.length > 0;
-    document.body.dataset.ready = "1";
+    K.markDrawn();
     await loadFacets(isCurrent);
   }
 

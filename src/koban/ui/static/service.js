@@ -1,5 +1,7 @@
-/* One service: its resources (sortable), slowest and failing traces, recent error logs.
-   State: from, to, sort. */
+/* One service: charts of requests, errors and latency percentiles over time, its
+   resources (sortable), slowest and failing traces, recent error logs. State: from, to,
+   sort. Sets body[data-ready] once the tables are drawn and body[data-charts] once the
+   charts are (or could not be). */
 "use strict";
 (() => {
   const { api, el, apiRange } = K;
@@ -33,7 +35,40 @@
       el("td", { class: "num", text: K.fmtDuration(t.duration_ns) }),
       el("td", {}, t.error ? el("span", { class: "error-flag", text: "✖" }) : "")));
   }
+  const CHARTS = {
+    requests: { aggs: [["rate", "requests/s", "#3f7fe0"]], fmt: (v) => K.fmtRate(v) },
+    errors: { aggs: [["errors", "errors", "#e53935"]], fmt: (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)), bars: true },
+    latency: { aggs: [["p50", "p50", "#43a047"], ["p90", "p90", "#fb8c00"], ["p99", "p99", "#e53935"]], fmt: K.fmtMs },
+  };
+  const plots = {};
+  /* Every chart's series in parallel, one /api/timeseries call per aggregate. */
+  async function loadCharts(isCurrent) {
+    const r = K.seriesRange(90);
+    const q = `${svcTerm()} ${K.REQUESTS}`;
+    const names = Object.keys(CHARTS);
+    const calls = names.flatMap((n) => CHARTS[n].aggs.map(([agg]) => K.timeseries({ q, agg, ...r })));
+    let docs;
+    try { docs = await Promise.all(calls); } catch (e) {
+      if (!isCurrent()) return;
+      const box = document.getElementById("chart-error");
+      box.textContent = `charts unavailable: ${e.message}`;
+      box.hidden = false;
+      K.markDrawn("charts");
+      return;
+    }
+    if (!isCurrent()) return;
+    document.getElementById("chart-error").hidden = true;
+    let i = 0;
+    for (const n of names) {
+      const spec = CHARTS[n];
+      const series = spec.aggs.map(([, label, color]) => ({ label, color, bars: spec.bars, points: K.seriesBy(docs[i++], "")[""] || [] }));
+      plots[n] = K.chart(document.getElementById(`chart-${n}`), series, { fmt: spec.fmt, old: plots[n] });
+    }
+    K.markDrawn("charts");
+  }
   async function render(isCurrent) {
+    delete document.body.dataset.charts;
+    const charts = loadCharts(isCurrent);
     const r = apiRange();
     const [res, slow, failing, logs] = await Promise.all([
       api(`/api/services/${encodeURIComponent(name())}/resources`, r),
@@ -51,7 +86,11 @@
       if (row.trace_id) tr.addEventListener("click", () => { location.href = `/traces/${row.trace_id}`; });
       return tr;
     }));
-    document.body.dataset.ready = "1";
+    K.markDrawn();
+    await charts;
   }
+  window.addEventListener("resize", () => {
+    for (const [n, p] of Object.entries(plots)) p.setSize({ width: document.getElementById(`chart-${n}`).clientWidth, height: 160 });
+  });
   K.start(render);
 })();

@@ -131,7 +131,7 @@
     }
     drawWaterfall();
     drawDetail();
-    document.body.dataset.ready = "1";
+    K.markDrawn();
     await loadLogs(isCurrent);
   }
   K.start(render);

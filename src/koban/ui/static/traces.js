@@ -62,7 +62,7 @@
     document.getElementById("scatter-note").textContent = spans.next_cursor ? `(newest ${spans.rows.length} spans)` : `(${spans.rows.length} spans)`;
     K.sortable(document.getElementById("trace-table"), traces.traces, drawTraces);
     document.getElementById("empty").hidden = traces.traces.length > 0;
-    document.body.dataset.ready = "1";
+    K.markDrawn();
   }
   K.start(render);
 })();
