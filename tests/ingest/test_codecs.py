@@ -10,7 +10,7 @@ from koban.ingest import CODECS, decode
 RECEIVED = 1_767_225_600_000_000_000
 
 
-def test_it_offers_exactly_the_six_otlp_codecs():
+def test_it_offers_exactly_the_otlp_and_remote_write_codecs():
     assert set(CODECS) == {
         "otlp-proto/logs",
         "otlp-proto/traces",
@@ -18,6 +18,7 @@ def test_it_offers_exactly_the_six_otlp_codecs():
         "otlp-json/logs",
         "otlp-json/traces",
         "otlp-json/metrics",
+        "prom-rw/metrics",
     }
 
 

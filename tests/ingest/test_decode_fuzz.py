@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cramjam
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,8 @@ def _golden_payloads(otlp) -> dict[str, bytes]:
     payloads["otlp-proto/logs"] = otlp.golden_logs_request().SerializeToString()
     payloads["otlp-proto/traces"] = otlp.golden_trace_request().SerializeToString()
     payloads["otlp-proto/metrics"] = otlp.golden_metrics_request().SerializeToString()
+    snappy_body = (otlp.DATA.parent / "prom_remote_write" / "workload-3-series.pb.snappy").read_bytes()
+    payloads["prom-rw/metrics"] = bytes(cramjam.snappy.decompress_raw(snappy_body))
     return payloads
 
 

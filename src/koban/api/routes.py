@@ -8,6 +8,7 @@ from starlette.staticfiles import StaticFiles
 from koban.api import pages, search, system, tracelist
 from koban.api import timeseries
 from koban.api.tail import LiveTail
+from koban.receive import prom_remote_write
 from koban.receive.otlp_http import export_endpoint
 from koban.ui.pages import STATIC_DIR
 
@@ -19,6 +20,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/logs", export_endpoint("logs"), methods=["POST"]),
         Route("/v1/traces", export_endpoint("traces"), methods=["POST"]),
         Route("/v1/metrics", export_endpoint("metrics"), methods=["POST"]),
+        Route("/api/v1/write", prom_remote_write.write, methods=["POST"]),  # Prometheus remote write 1.0
         # read API
         Route("/api/health", system.health),
         Route("/api/logs", search.logs),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from koban.errors import DecodeError
-from koban.ingest import otlp_json, otlp_proto
+from koban.ingest import otlp_json, otlp_proto, prom_remote_write
 from koban.model import Batch
 
 Decoder = Callable[[bytes, int], Batch]
@@ -21,6 +21,7 @@ CODECS: dict[str, Decoder] = {
     "otlp-json/logs": otlp_json.decode_logs,
     "otlp-json/traces": otlp_json.decode_traces,
     "otlp-json/metrics": otlp_json.decode_metrics,
+    "prom-rw/metrics": prom_remote_write.decode,
 }
 
 
