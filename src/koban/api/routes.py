@@ -5,8 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from koban.api import pages, search, system, tracelist
-from koban.api import timeseries
+from koban.api import pages, search, system, timeseries, tracelist
 from koban.api.tail import LiveTail
 from koban.receive import prom_remote_write
 from koban.receive.otlp_http import export_endpoint
