@@ -158,7 +158,7 @@ class Sent(NamedTuple):
     seconds: float  # from the first request to the last acknowledgement
 
 
-def post_all(url: str, bodies: list[tuple[bytes, int]], clients: int = 8) -> Sent:
+def post_all(url: str, bodies: list[tuple[bytes, int]], clients: int = 8, headers: dict = PROTOBUF) -> Sent:
     """POST every (body, records) to `url` from `clients` threads, each with its own
     connection; on 429/503 wait Retry-After (or back off) and send the same body again.
     Raises RuntimeError on any other non-2xx answer."""
@@ -170,7 +170,7 @@ def post_all(url: str, bodies: list[tuple[bytes, int]], clients: int = 8) -> Sen
     errors: list[str] = []
 
     def sender() -> None:
-        with httpx.Client(timeout=120, headers=PROTOBUF) as client:
+        with httpx.Client(timeout=120, headers=headers) as client:
             while not errors:
                 try:
                     body, records = work.get_nowait()

@@ -1,0 +1,112 @@
+"""Prometheus remote write benchmark: samples per second accepted and stored.
+
+Uses the shared workload's remote write bodies (`gen_workload.py --remote-write`:
+snappy-compressed remote write 1.0 WriteRequests of 5,000 samples each, 10,000 series
+x 240 steps), generated with its hour ending now so retention keeps them. N clients
+POST them to /api/v1/write; reports samples/s acknowledged (first request to last 2xx),
+samples/s stored (until koban's own `koban_store_records_written` counts them all) and
+the server's peak RSS. For comparison (issue 4): Prometheus 2.42 accepts ~334,000
+samples/s of the same bodies on this machine, VictoriaMetrics ~1.2 million/s.
+
+    .venv/bin/python benchmarks/remote_write.py [--series 10000] [--clients 4] [--url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _server  # noqa: E402
+import _workload  # noqa: E402
+
+HEADERS = {
+    "Content-Type": "application/x-protobuf",
+    "Content-Encoding": "snappy",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
+def build_bodies(series: int) -> list[tuple[bytes, int]]:
+    """The workload's remote write bodies, its hour ending about now: (body, samples)."""
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
+    out = _workload.DATA / f"remote-write-series{series}-{start:%Y%m%dT%H%M%S}"
+    cmd = [sys.executable, str(_workload.generator_path()), str(out), "--logs", "0", "--spans", "0",
+           "--series", str(series), "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--remote-write"]
+    print(f"generating remote write bodies for {series:,} series ...", file=sys.stderr)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    files = sorted((out / "remote_write").iterdir())
+    per_body = 5000
+    total = series * 240
+    bodies = []
+    for i, f in enumerate(files):
+        samples = min(per_body, total - i * per_body)
+        bodies.append((f.read_bytes(), samples))
+    return bodies
+
+
+def stored_records(api: httpx.Client) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith("koban_store_records_written "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def measure(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: float) -> dict:
+    total = sum(n for _, n in bodies)
+    with httpx.Client(base_url=url, timeout=60) as api:
+        before = stored_records(api)
+        sent = _server.post_all(url + "/api/v1/write", bodies, clients, headers=HEADERS)
+        seen = _server.wait_until(lambda: stored_records(api) - before >= total, timeout_s, 0.05)
+        stored_s = time.monotonic() - sent.started
+    return {
+        "samples": total,
+        "requests": sent.requests,
+        "retries_429": sent.retries,
+        "mib_sent": round(sum(len(b) for b, _ in bodies) / 2**20, 1),
+        "ack_seconds": round(sent.seconds, 3),
+        "ack_samples_per_s": round(total / sent.seconds),
+        "stored_seconds": round(stored_s, 3) if seen else None,
+        "stored_samples_per_s": round(total / stored_s) if seen else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--series", type=int, default=10_000)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--url", default=None, help="measure a running koban instead of starting one")
+    ap.add_argument("--timeout", type=float, default=600.0)
+    args = ap.parse_args(argv)
+    bodies = build_bodies(args.series)
+    print(f"sending {len(bodies)} requests from {args.clients} clients ...", file=sys.stderr)
+    peak = None
+    if args.url:
+        result = measure(args.url, bodies, args.clients, args.timeout)
+    else:
+        with _server.KobanServer() as server:
+            result = measure(server.url, bodies, args.clients, args.timeout)
+            peak = server.peak_rss()
+    result["peak_rss_mib"] = round(peak / 2**20) if peak else None
+    path = _server.write_results("remote-write", {"params": vars(args), "result": result})
+    print(f"results: {path}", file=sys.stderr)
+    print("| machine | date | series | samples | clients | acked samples/s | stored samples/s | peak RSS MiB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    m = _server.machine()
+    stored = f"{result['stored_samples_per_s']:,}" if result["stored_samples_per_s"] else "n/a"
+    print(f"| {m['cpu']}, {m['cores']} cores | {_server.today()} | {args.series:,} | {result['samples']:,} | "
+          f"{args.clients} | {result['ack_samples_per_s']:,} | {stored} | "
+          f"{result['peak_rss_mib'] or 'n/a'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
