@@ -115,15 +115,15 @@ class Runtime:
     def apply_retention(self) -> None:
         """Delete what is older than each signal's retention."""
         now = self.clock.now_ns()
-        for signal, days in (
+        for kind, days in (
             ("logs", self.settings.retention_logs_days),
             ("spans", self.settings.retention_spans_days),
             ("metrics", self.settings.retention_metrics_days),
         ):
-            removed = self.store.delete_older_than(signal, now - int(days * DAY_NS))
+            removed = self.store.delete_older_than(kind, now - int(days * DAY_NS))
             if removed > 0:
-                self.metrics.retention_deleted.labels(signal).inc(removed)
-                log.info("retention removed %d %s rows older than %s days", removed, signal, days)
+                self.metrics.retention_deleted.labels(kind).inc(removed)
+                log.info("retention removed %d %s rows older than %s days", removed, kind, days)
 
     def close(self) -> None:
         """Drain the queue into the store, then close the WAL and the store."""

@@ -19,7 +19,7 @@ give; tests/ingest/test_otlp_differential.py checks it against the JSON decoder.
 from __future__ import annotations
 
 from bisect import bisect_right
-from itertools import accumulate, chain, compress, count, repeat
+from itertools import accumulate, chain, compress, count
 from operator import attrgetter, not_
 from typing import Any
 

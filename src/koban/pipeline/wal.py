@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from koban.errors import Unavailable
+from koban.pipeline.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,7 @@ class WriteAheadLog:
         try:
             if create:
                 os.fsync(fd)
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             self._offset = os.fstat(fd).st_size
         except OSError:
             os.close(fd)
@@ -357,14 +358,6 @@ def _pwrite_all(fd: int | None, data: bytes, offset: int) -> None:
         n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _settle(group: list[_Pending], first_lsn: int | None, error: str | None) -> None:

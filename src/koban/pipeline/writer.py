@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from koban.clock import Clock, SystemClock
 from koban.errors import ConfigError, DecodeError, StoreError
 from koban.model import Batch
 from koban.pipeline.buffer import IngestBuffer
+from koban.pipeline.files import fsync_dir, write_durably
 from koban.pipeline.wal import WalEntry, WriteAheadLog
 from koban.store.base import Store
 
@@ -347,9 +347,9 @@ class StoreWriter:
         meta = {"lsn": lsn, "codec": entry.codec, "received_ns": entry.received_ns,
                 "payload_bytes": len(entry.payload), "error": reason}  # fmt: skip
         # the .json is written last: a .json means its .bin is complete
-        _write_durably(stem.with_suffix(".bin"), entry.payload)
-        _write_durably(stem.with_suffix(".json"), json.dumps(meta, indent=2).encode())
-        _fsync_dir(self.quarantine_dir)
+        write_durably(stem.with_suffix(".bin"), entry.payload)
+        write_durably(stem.with_suffix(".json"), json.dumps(meta, indent=2).encode())
+        fsync_dir(self.quarantine_dir)
 
     def _write(self, batch: Batch, first: int, lsn: int) -> int:
         """Records (first, lsn) as in flight, then stores `batch` (the merge of those
@@ -370,8 +370,8 @@ class StoreWriter:
         if self._in_flight == (first, lsn):
             return
         path = self.wal.directory / IN_FLIGHT_FILE
-        _write_durably(path, json.dumps({"first_lsn": first, "last_lsn": lsn}).encode())
-        _fsync_dir(self.wal.directory)
+        write_durably(path, json.dumps({"first_lsn": first, "last_lsn": lsn}).encode())
+        fsync_dir(self.wal.directory)
         self._in_flight = (first, lsn)
 
     def _fill_gap(self, *, force: bool) -> bool:
@@ -419,23 +419,3 @@ class StoreWriter:
         except Exception:  # a decoder bug: same outcome, but with the traceback
             log.exception("WAL entry %d (%s) does not decode, skipping it", entry.lsn, entry.codec)
             return None
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` via a temporary file and a rename, fsynced, so a crash
-    leaves the old file or the new one. Raises OSError."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # makes the renames themselves durable
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

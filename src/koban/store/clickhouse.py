@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
