@@ -49,3 +49,12 @@ def test_an_unknown_key_in_the_file_is_rejected(tmp_path):
     config.write_text("prot = 7070\n")
     with pytest.raises(ConfigError, match="unknown option 'prot'"):
         load_settings(environ={}, config_file=str(config))
+
+
+def test_koban_config_masks_secrets_but_shows_everything_else():
+    settings = load_settings(environ={"KOBAN_CLICKHOUSE_URL": "http://u:hunter2@h:8123/db"}, config_file=None)
+    shown = {name: value for name, value, _ in settings.describe()}
+    assert shown["clickhouse_url"] == "********"
+    assert "hunter2" not in "".join(shown.values())
+    assert shown["port"] == "7070"
+    assert set(shown) == set(OPTION_NAMES)
