@@ -1,7 +1,7 @@
 """Known records every backend stores, and their builders.
 
-Logs and spans mirror tests/query's fixture (so the answers below can be checked by
-hand); metrics add one point of each metric table. Times are within the ten minutes
+tests/query's fixtures use the same logs and spans (so the answers there can be
+checked by hand); metrics add one point of each metric table. Times are within the ten minutes
 [START, END) after T0.
 """
 

@@ -7,105 +7,19 @@ from typing import Any
 
 import pytest
 
-from koban.model import Batch, LogRecord, Resource, Scope, Span, SpanEvent, SpanLink
+from conformance import records
+from koban.model import Batch
 from koban.query.dialects import Statement
 from koban.store.base import QueryResult
 from koban.store.duckdb import DuckDBStore
 
-T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-S = 1_000_000_000
-MS = 1_000_000
-START, END = T0, T0 + 600 * S  # the ten minutes every fixture record lies in
-
-TRACE_A = "0af7651916cd43dd8448eb211c80319c"
-TRACE_B = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-WEB = Resource("web", {"service.name": "web", "host.name": "h1", "deployment.environment.name": "prod"})
-CHECKOUT = Resource(
-    "checkout", {"service.name": "checkout", "host.name": "h2", "deployment.environment": "staging"}
-)
-PAYMENTS = Resource("payments", {"service.name": "payments", "host.name": "h3", "k8s.pod.name": "pay-1"})
-SCOPE = Scope("koban.tests", "1.2.3")
-
-# (seconds after T0, resource, severity text, severity number, body, attributes, trace id)
-LOG_ROWS: list[tuple[int, Resource, str, int, str, dict[str, str], str]] = [
-    (10, WEB, "ERROR", 17, "upstream timeout after 30s", {"http.status_code": "500", "user.id": "7"}, TRACE_A),
-    (20, WEB, "INFO", 9, "GET /home ok", {"http.status_code": "200"}, ""),
-    (30, CHECKOUT, "", 13, "slow payment 50% of the time", {"http.status_code": "500.0"}, ""),
-    (40, CHECKOUT, "WARNING", 0, "retrying_later", {}, ""),
-    (50, PAYMENTS, "CRITICAL", 0, "disk full", {"user.id": "8"}, ""),
-    (60, PAYMENTS, "", 0, "no level here", {}, ""),
-    (70, WEB, "debug", 5, "Cache HIT for key", {"cache": "hit"}, ""),
-    (130, WEB, "notice", 0, "Deploy Started", {"version": "2"}, ""),
-    (135, WEB, "Err", 0, "TIMEOUT calling payments", {"http.status_code": "504"}, TRACE_B),
-]
-
-
-def log_record(
-    ts_ns: int, resource: Resource, text: str, number: int, body: str, attrs: dict[str, str], trace_id: str = ""
-) -> LogRecord:
-    span_id = "00f067aa0ba902b7" if trace_id else ""
-    return LogRecord(ts_ns, ts_ns, trace_id, span_id, 0, text, number, body, attrs, resource, SCOPE)
-
-
-def fixture_logs() -> list[LogRecord]:
-    return [log_record(T0 + s * S, r, t, n, b, a, tr) for s, r, t, n, b, a, tr in LOG_ROWS]
-
-
-API = Resource("api", {"service.name": "api", "host.name": "h1"})
-DB = Resource("db", {"service.name": "db"})
-WORKER = Resource("worker", {"service.name": "worker"})
-
-# API request spans: (seconds after T0, name, duration ms, status)
-API_REQUESTS = [
-    (5, "GET /a", 10, "STATUS_CODE_OK"),
-    (6, "GET /a", 20, "STATUS_CODE_UNSET"),
-    (7, "GET /a", 35, "STATUS_CODE_ERROR"),
-    (8, "GET /b", 40, "STATUS_CODE_UNSET"),
-    (9, "GET /b", 250, "STATUS_CODE_UNSET"),
-]
-
-
-def span(
-    start_ns: int,
-    resource: Resource,
-    name: str,
-    kind: str,
-    duration_ms: float,
-    status: str = "STATUS_CODE_UNSET",
-    trace_id: str = TRACE_A,
-    span_id: str = "",
-    parent: str = "",
-    attrs: dict[str, str] | None = None,
-    events: tuple[SpanEvent, ...] = (),
-    links: tuple[SpanLink, ...] = (),
-    message: str = "",
-) -> Span:
-    return Span(start_ns, int(duration_ms * MS), trace_id, span_id, parent, "", name, kind, status, message,
-                attrs or {}, events, links, resource, SCOPE)
-
-
-def fixture_spans() -> list[Span]:
-    spans = [
-        span(T0 + s * S, API, name, "SPAN_KIND_SERVER", ms, status, trace_id=TRACE_B, span_id=f"{i + 1:016x}",
-             attrs={"http.status_code": "500" if status == "STATUS_CODE_ERROR" else "200"},
-             message="boom: Connection Refused" if status == "STATUS_CODE_ERROR" else "")
-        for i, (s, name, ms, status) in enumerate(API_REQUESTS)
-    ]
-    root = "a000000000000001"
-    spans += [
-        span(T0 + 100 * S, API, "GET /checkout", "SPAN_KIND_SERVER", 120, span_id=root,
-             events=(SpanEvent(T0 + 100 * S + 5 * MS, "cache miss", {"key": "cart:7"}),),
-             links=(SpanLink(TRACE_B, "0000000000000001", "", {"why": "retry"}),)),
-        span(T0 + 100 * S + MS, API, "render", "SPAN_KIND_INTERNAL", 3, span_id="a000000000000002", parent=root),
-        span(T0 + 100 * S + 10 * MS, DB, "SELECT carts", "SPAN_KIND_CLIENT", 80, span_id="a000000000000003",
-             parent=root),
-        span(T0 + 200 * S, WORKER, "process order", "SPAN_KIND_CONSUMER", 100, trace_id=TRACE_B,
-             span_id="b000000000000001"),
-        span(T0 + 210 * S, WORKER, "process order", "SPAN_KIND_CONSUMER", 300, "STATUS_CODE_ERROR",
-             trace_id=TRACE_B, span_id="b000000000000002"),
-    ]
-    return spans
+# The known records are the conformance suite's (one data set for every store test);
+# the names below are the ones these tests reach through the `fx` fixture.
+T0, S, MS, START, END = records.T0, records.S, records.MS, records.START, records.END
+TRACE_A, TRACE_B = records.TRACE_A, records.TRACE_B
+log_record = records.log
+fixture_logs = records.logs
+fixture_spans = records.spans
 
 
 @pytest.fixture(scope="session")
