@@ -45,6 +45,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="path of a koban.toml (default: ./koban.toml when present)")
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, tuple):
+            continue  # lists of tables live in koban.toml (or KOBAN_<NAME> as JSON)
         if f.type in ("bool", bool):
             p.add_argument(
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,

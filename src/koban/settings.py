@@ -10,6 +10,7 @@ the environment. docs/configuration.md lists every option (a test checks it).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -73,6 +74,9 @@ class Settings:
     query_timeout_s: float = _opt(10.0, "Longest a query may run before it is cancelled.")
     query_max_rows: int = _opt(1000, "Most rows one page of search results may hold.")
     query_concurrency: int = _opt(4, "Queries that may run at once; more wait their turn.")
+    # auth (docs/security.md)
+    # limits and scrubbing (docs/security.md)
+    # Prometheus scrape (docs/metrics.md)
     # process
     log_level: str = _opt("info", "Log level: debug, info, warning, error.")
     demo: bool = _opt(False, "Also run the demo shop load against this server.")
@@ -99,6 +103,8 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 def _convert(name: str, raw: Any, source: str) -> Any:
     """Parse `raw` into the option's type; ConfigError names the key, value and source."""
     kind = type(_FIELDS[name].default)
+    if kind is tuple:
+        return _convert_tables(name, raw, source)
     try:
         if kind is bool:
             if isinstance(raw, bool):
@@ -122,6 +128,19 @@ def _convert(name: str, raw: Any, source: str) -> Any:
         return raw
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {name} must be {kind.__name__}, got {raw!r}") from None
+
+
+def _convert_tables(name: str, raw: Any, source: str) -> tuple[dict[str, Any], ...]:
+    """A list-of-tables option (`[[scrape_jobs]]` in koban.toml; JSON text in the
+    environment) as a tuple of dicts. Its owner module checks the keys inside."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {name} must be a JSON list of objects") from None
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise ConfigError(f"{source}: {name} must be a list of tables ([[{name}]] in koban.toml)")
+    return tuple(raw)
 
 
 def _validate(s: Settings) -> None:

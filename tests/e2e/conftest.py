@@ -26,9 +26,16 @@ def free_port() -> int:
 class KobanServer:
     """One `koban serve` process. `start()` waits for /api/health; `kill()` is kill -9."""
 
-    def __init__(self, data_dir: Path, log_path: Path, **options: object) -> None:
+    def __init__(
+        self, data_dir: Path, log_path: Path, *, config_toml: str | None = None,
+        env: dict[str, str] | None = None, **options: object,
+    ) -> None:
+        """`options` become flags; `config_toml` is written to a koban.toml passed with
+        --config (for list-of-tables options); `env` is added to the environment."""
         self.data_dir = data_dir
         self.log_path = log_path
+        self.config_toml = config_toml
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.grpc_port = free_port()
         self.options = {"batch_max_delay_ms": 20, **options}
@@ -50,7 +57,12 @@ class KobanServer:
         ]
         for name, value in self.options.items():
             args += ["--" + name.replace("_", "-"), str(value)]
+        if self.config_toml is not None:
+            config = self.log_path.with_suffix(".toml")
+            config.write_text(self.config_toml)
+            args += ["--config", str(config)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KOBAN_")}
+        env.update(self.extra_env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
@@ -106,7 +118,7 @@ def make_server(tmp_path: Path) -> Iterator:
     servers: list[KobanServer] = []
 
     def make(data_dir: Path | None = None, **options: object) -> KobanServer:
-        server = KobanServer(data_dir or tmp_path / "data", tmp_path / f"server{len(servers)}.log", **options)
+        server = KobanServer(data_dir or tmp_path / "data", tmp_path / f"server{len(servers)}.log", **options)  # type: ignore[arg-type]
         servers.append(server)
         return server
 
