@@ -23,7 +23,7 @@ import httpx
 from koban import __version__
 from koban.client import KobanAPIError, KobanClient
 from koban.errors import KobanError
-from koban.settings import Settings, client_url, load_settings
+from koban.settings import Settings, client_token, client_url, load_settings
 
 EPILOG = """\
 examples:
@@ -91,10 +91,85 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     d.set_defaults(func=cmd_demo)
 
+    _admin_parser(sub)
+
     c = sub.add_parser("config", help="print the effective settings (secrets masked)")
     c.add_argument("--config", help="path of a koban.toml")
     c.set_defaults(func=cmd_config)
     return parser
+
+
+def _admin_parser(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser(
+        "admin",
+        help="manage users, ingest keys and API tokens (works on the data directory; the server may run)",
+        description="Users sign in to the UI and read API; ingest keys send telemetry; API tokens read "
+        "the API with a role. Keys and tokens are printed once, when created.",
+    )
+    a.add_argument("--config", help="path of a koban.toml")
+    a.add_argument("--data-dir", default=None, help="data directory (default: the data_dir setting)")
+    acts = a.add_subparsers(dest="action", metavar="ACTION", required=True)
+    roles = ("viewer", "editor", "admin")
+    u = acts.add_parser("create-user", help="add a user who signs in with a password")
+    u.add_argument("name")
+    u.add_argument("--role", required=True, choices=roles)
+    u.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    k = acts.add_parser("create-key", help="make an ingest key (write-only: sends telemetry)")
+    k.add_argument("name")
+    t = acts.add_parser("create-token", help="make an API token for the read API, with a role")
+    t.add_argument("name")
+    t.add_argument("--role", required=True, choices=roles)
+    lst = acts.add_parser("list", help="list users, keys and tokens (never their secrets)")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    d = acts.add_parser("delete-user", help="remove a user (their sessions end at their next request)")
+    d.add_argument("name")
+    r = acts.add_parser("revoke", help="revoke an ingest key or API token at once")
+    r.add_argument("name")
+    a.set_defaults(func=cmd_admin)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise KobanError("the two passwords differ")
+    return first
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from koban.auth.accounts import AccountStore
+
+    accounts = AccountStore.open_in(load_settings({"data_dir": args.data_dir}, config_file=args.config).data_dir)
+    try:
+        if args.action == "create-user":
+            accounts.create_user(args.name, args.role, _read_password(args))
+            print(f"user {args.name} ({args.role}) created")
+        elif args.action in ("create-key", "create-token"):
+            if args.action == "create-key":
+                secret, what = accounts.create_ingest_key(args.name), "ingest key"
+            else:
+                secret, what = accounts.create_token(args.name, args.role), f"API token ({args.role})"
+            print(f"{what} {args.name} created; it is shown this once, store it now:", file=sys.stderr)
+            print(secret)
+        elif args.action == "list":
+            rows = accounts.list()
+            if args.json:
+                print(json.dumps([row._asdict() for row in rows], indent=2))
+            for row in [] if args.json else rows:
+                created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.created_s))
+                print(f"{row.kind:<10}  {row.name:<24}  {row.role:<7}  {row.shown:<12}  {created}")
+        elif args.action == "delete-user" or args.action == "revoke":
+            gone = accounts.delete_user(args.name) if args.action == "delete-user" else accounts.revoke(args.name)
+            if not gone:
+                what = "user" if args.action == "delete-user" else "key or token"
+                raise KobanError(f"no {what} named {args.name!r}")
+            print(f"{args.name} {'deleted' if args.action == 'delete-user' else 'revoked'}")
+    finally:
+        accounts.close()
+    return 0
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -141,7 +216,7 @@ def _span_line(row: dict, width: int) -> str:
 
 def cmd_query(args: argparse.Namespace) -> int:
     width = shutil.get_terminal_size((120, 20)).columns
-    with KobanClient(args.url or client_url()) as client:
+    with KobanClient(args.url or client_url(), token=client_token()) as client:
         fetch = client.spans if args.spans else client.logs
         page = fetch(args.query, from_=args.since, to=args.until, limit=args.limit)
     if args.json:
@@ -174,7 +249,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     lookback_s = 60
     width = shutil.get_terminal_size((120, 20)).columns
     seen: dict[tuple, int] = {}
-    with KobanClient(args.url or client_url()) as client:
+    with KobanClient(args.url or client_url(), token=client_token()) as client:
         first = True
         while True:
             page = client.logs(args.query, from_=f"now-{lookback_s}s", limit=10 if first else 1000)

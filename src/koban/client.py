@@ -18,9 +18,14 @@ class KobanAPIError(Exception):
 
 
 class KobanClient:
-    def __init__(self, base_url: str, *, timeout_s: float = 30.0, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, base_url: str, *, token: str | None = None, timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        """`token`: an API token (`koban admin create-token`), for servers with auth on."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport, headers=headers)
 
     def close(self) -> None:
         self._http.close()

@@ -21,7 +21,8 @@ from koban.errors import KobanError
 log = logging.getLogger("koban.api")
 
 _RPC_CODES = {400: code_pb2.INVALID_ARGUMENT, 413: code_pb2.INVALID_ARGUMENT, 415: code_pb2.INVALID_ARGUMENT,
-              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE, 404: code_pb2.NOT_FOUND}
+              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE, 404: code_pb2.NOT_FOUND,
+              401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}
 
 
 def _classify(exc: Exception) -> tuple[int, dict, dict[str, str]]:

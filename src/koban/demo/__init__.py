@@ -26,19 +26,20 @@ def run_demo(
     seed: int | None = None,
     deploy_every_s: float = 300.0,
     log: Callable[[str], object] = print,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Send the demo shop's traces, logs and metrics to `target` (koban's OTLP/HTTP base
     URL, e.g. http://127.0.0.1:7070) at about `rate` user requests per second until
     `stop` is set; returns once everything buffered has been flushed and every provider
     shut down. Raises ValueError when `rate` or `deploy_every_s` is not positive. An
     unreachable target is not an error: the exporters log it and drop the data, as any
-    OpenTelemetry client would.
+    OpenTelemetry client would. `headers` go with every request (an ingest key).
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate!r}")
     rng = random.Random(seed)
     shop = Shop(rng, deploy_every_s=deploy_every_s)
-    fleet = Fleet(target)
+    fleet = Fleet(target, headers=headers)
     for service in shop.services():
         fleet.start(service, shop.gauges(service.name))
     names = ", ".join(s.name for s in shop.services())

@@ -42,7 +42,7 @@ class ServiceTelemetry:
     """The three providers of one service, with its request instruments."""
 
     def __init__(self, target: str, service: Service, gauges: list[Gauge], *,
-                 export_delay_ms: int, metric_interval_ms: int) -> None:
+                 export_delay_ms: int, metric_interval_ms: int, headers: dict[str, str] | None = None) -> None:
         resource = Resource.create({
             "service.name": service.name,
             "service.version": service.version,
@@ -53,16 +53,16 @@ class ServiceTelemetry:
         # redeployed service must not leave an atexit hook behind.
         self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=f"{target}/v1/traces", timeout=_EXPORT_TIMEOUT_S),
+            OTLPSpanExporter(endpoint=f"{target}/v1/traces", timeout=_EXPORT_TIMEOUT_S, headers=headers),
             schedule_delay_millis=export_delay_ms,
         ))
         self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(
-            OTLPLogExporter(endpoint=f"{target}/v1/logs", timeout=_EXPORT_TIMEOUT_S),
+            OTLPLogExporter(endpoint=f"{target}/v1/logs", timeout=_EXPORT_TIMEOUT_S, headers=headers),
             schedule_delay_millis=export_delay_ms,
         ))
         reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=f"{target}/v1/metrics", timeout=_EXPORT_TIMEOUT_S),
+            OTLPMetricExporter(endpoint=f"{target}/v1/metrics", timeout=_EXPORT_TIMEOUT_S, headers=headers),
             export_interval_millis=metric_interval_ms,
         )
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
@@ -104,9 +104,12 @@ def _observer(gauge: Gauge):
 class Fleet:
     """The telemetry of every service of the shop, by service name."""
 
-    def __init__(self, target: str, *, export_delay_ms: int = 1000, metric_interval_ms: int = 5000) -> None:
+    def __init__(self, target: str, *, export_delay_ms: int = 1000, metric_interval_ms: int = 5000,
+                 headers: dict[str, str] | None = None) -> None:
+        """`headers` go with every export (an ingest key when the server has auth on)."""
         self.target = target.rstrip("/")
-        self._opts = {"export_delay_ms": export_delay_ms, "metric_interval_ms": metric_interval_ms}
+        self._opts = {"export_delay_ms": export_delay_ms, "metric_interval_ms": metric_interval_ms,
+                      "headers": headers}
         self._services: dict[str, ServiceTelemetry] = {}
         self._stopping: list[threading.Thread] = []
 
