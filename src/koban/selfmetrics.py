@@ -41,6 +41,22 @@ class SelfMetrics:
         self.retention_deleted = Counter(
             "koban_retention_deleted_rows", "Rows removed by retention.", ["signal"], registry=r
         )
+        self.memory_trims = Counter(
+            "koban_memory_trims", "Times an idle server gave cached memory back to the OS.", registry=r
+        )
+        # limits and scrubbing (docs/security.md)
+        self.scrubbed = Counter(
+            "koban_scrubbed_values", "Values masked at ingest by a scrubbing rule.", ["rule"], registry=r
+        )
+        self.attributes_dropped = Counter(
+            "koban_attributes_dropped", "Attributes dropped over max_attributes_per_record.", registry=r
+        )
+        self.attribute_values_truncated = Counter(
+            "koban_attribute_values_truncated", "Attribute values cut to max_attribute_value_length.", registry=r
+        )
+        self.series_dropped = Counter(
+            "koban_series_dropped", "Metric points of new series dropped over max_series_per_metric.", registry=r
+        )
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         """A gauge whose value is `read()` at scrape time."""

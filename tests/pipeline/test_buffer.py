@@ -39,6 +39,17 @@ def test_a_full_buffer_answers_overloaded_with_retry_after() -> None:
     buf.reserve(4)
 
 
+def test_a_full_buffer_refuses_before_anything_is_decoded() -> None:
+    buf = started(10)
+    buf.refuse_when_full()  # room: no error
+    held = buf.reserve(10)
+    with pytest.raises(Overloaded) as raised:
+        buf.refuse_when_full()
+    assert raised.value.status == 429 and raised.value.retry_after >= 1
+    buf.release(held)
+    buf.refuse_when_full()
+
+
 def test_queued_records_count_until_taken() -> None:
     buf = started(10)
     res = buf.reserve(8)

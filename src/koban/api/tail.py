@@ -8,7 +8,7 @@ what is already there: a tail shows lines that arrive after it opened.
 Events: `lines` with data {"rows": [log row, newest last]} (the shape of /api/logs
 rows); `error` with data {"error": message} just before the server ends the stream.
 A `: ping` comment every few seconds lets a dead connection be noticed. At most
-`max_streams` tails are open at once (429 beyond), and each ends after `max_stream_s`
+`tail_max_connections` tails are open at once (429 beyond), and each ends after `max_stream_s`
 (EventSource clients reconnect by themselves).
 """
 
@@ -56,14 +56,21 @@ class LiveTail:
 
     async def endpoint(self, request: Request) -> Response:
         q = params.search(request)  # a syntax error is a 400 before any stream opens
-        if self.open_streams >= self.max_streams:
-            raise Overloaded(f"too many live tails open (at most {self.max_streams})", retry_after=5)
+        limit = self._limit(request)
+        if self.open_streams >= limit:
+            raise Overloaded(f"too many live tails open (at most {limit}, tail_max_connections)", retry_after=5)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(self._events(request, q), media_type="text/event-stream", headers=headers)
 
+    def _limit(self, request: Request) -> int:
+        """The bound on open streams: the server's `tail_max_connections`, else `max_streams`."""
+        settings = getattr(request.app.state.runtime, "settings", None)
+        return getattr(settings, "tail_max_connections", self.max_streams)
+
     async def _events(self, request: Request, q: ast.Node) -> AsyncIterator[bytes]:
-        if self.open_streams >= self.max_streams:  # the hard bound, checked without awaiting
-            yield _event("error", {"error": f"too many live tails open (at most {self.max_streams})"})
+        limit = self._limit(request)
+        if self.open_streams >= limit:  # the hard bound, checked without awaiting
+            yield _event("error", {"error": f"too many live tails open (at most {limit}, tail_max_connections)"})
             return
         self.open_streams += 1
         try:

@@ -65,6 +65,19 @@ class IngestBuffer:
         """The lsn `take` returns next; None before `start_at`."""
         return self._next
 
+    def refuse_when_full(self) -> None:
+        """Raises Overloaded when no record fits now: lets a receiver refuse a request
+        before paying to decode it (under overload, decoding refused requests would
+        take the time the store writer needs to drain the queue)."""
+        with self._cond:
+            depth = self._queued + self._reserved
+            if depth >= self.max_records:
+                self.rejected_total += 1
+                raise Overloaded(
+                    f"ingest buffer full ({depth} of {self.max_records} records)",
+                    retry_after=RETRY_AFTER_S,
+                )
+
     def reserve(self, n: int) -> Reservation:
         """Returns room for `n` records. Raises Overloaded when it does not fit; a request
         larger than the whole buffer fits only when the buffer is empty."""

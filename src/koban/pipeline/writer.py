@@ -62,9 +62,12 @@ class StoreWriter:
         retry_initial_s: float = 0.1,
         retry_max_s: float = 5.0,
         quarantine_dir: Path | None = None,
+        admit: Callable[[Batch], Batch] | None = None,
     ) -> None:
         """`quarantine_dir` receives the requests the store refuses for good; by default
-        `quarantine/` next to the WAL directory (so `<data_dir>/quarantine`)."""
+        `quarantine/` next to the WAL directory (so `<data_dir>/quarantine`). `admit`
+        filters each batch before it is stored (the series cap, pipeline/limits.py):
+        it runs here because this one thread sees every batch."""
         self.store = store
         self.buffer = buffer
         self.wal = wal
@@ -79,6 +82,7 @@ class StoreWriter:
         if quarantine_dir is None:
             quarantine_dir = wal.directory.parent / "quarantine"
         self.quarantine_dir = Path(quarantine_dir)
+        self.admit = admit
 
         self.batches_written = 0
         self.records_written = 0
@@ -262,6 +266,8 @@ class StoreWriter:
         lsn. With `retry`, transient failures are retried with backoff; without, they
         propagate (StoreError, or OSError from the quarantine). Returns False when
         stop() gave up first."""
+        if self.admit is not None:
+            items = [(lsn, self.admit(batch)) for lsn, batch in items]
         first, lsn = items[0][0], items[-1][0]
         try:
             merged = Batch.merge([b for _, b in items])

@@ -14,7 +14,8 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from koban.errors import BadRequest, KobanError, Overloaded, Unavailable
+from koban.auth import policy
+from koban.errors import BadRequest, KobanError, Overloaded, PayloadTooLarge, Unavailable
 from koban.receive.otlp_http import SIGNALS
 
 log = logging.getLogger("koban.receive.grpc")
@@ -29,6 +30,9 @@ _GRPC_CODES = {
     Overloaded: (grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED),
     Unavailable: (grpc.StatusCode.UNAVAILABLE, code_pb2.UNAVAILABLE),
     BadRequest: (grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT),
+    # too many records: retrying the same request cannot help, and OTLP exporters
+    # retry RESOURCE_EXHAUSTED, so the non-retryable INVALID_ARGUMENT (as HTTP's 413)
+    PayloadTooLarge: (grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT),
 }
 
 
@@ -39,10 +43,23 @@ def _codes_for(exc: KobanError) -> tuple[grpc.StatusCode, int]:
     return grpc.StatusCode.INTERNAL, code_pb2.INTERNAL
 
 
+async def _check_ingest_key(auth, context: grpc.aio.ServicerContext) -> None:
+    """Abort with UNAUTHENTICATED / PERMISSION_DENIED unless the call's metadata carries
+    an ingest key (`authorization: Bearer kbi_...`, as OTLP exporters' `headers` send)."""
+    metadata = {key.lower(): value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+    verdict = auth.ingest_verdict(metadata.get)
+    if verdict == policy.UNAUTHENTICATED:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "send an ingest key as 'authorization: Bearer kbi_...'")
+    if verdict != policy.ALLOW:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this credential may not send telemetry")
+
+
 def _export_handler(runtime, signal: str):
     spec = SIGNALS[signal]
 
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if runtime.settings.auth:
+            await _check_ingest_key(runtime.auth, context)
         try:
             batch = await runtime.intake.receive(
                 f"otlp-proto/{signal}", request, protocol="otlp-grpc", signal=spec.name

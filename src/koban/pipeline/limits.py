@@ -1,0 +1,135 @@
+"""The series cap per metric (`max_series_per_metric`), kept by the store writer.
+
+Only the writer thread calls `admit`, so the count is global (every receiver, every
+decode worker) and needs no coordination beyond a lock for readers of `top`. A series
+is a metric name + its point attributes + its resource's attributes, remembered as a
+64-bit hash with the time it was last seen. A point of a series not yet known, of a
+metric already at its cap, is dropped and counted.
+
+Memory is bounded: at most `max_series` hashes per metric, at most `max_metrics`
+metrics tracked (a point of a metric past that is dropped, counted under its name only
+if it is already in the offenders table, which is itself capped), and a series unseen
+for `idle_s` is forgotten, so a metric whose series churn (pod names, build ids) is not
+stuck at its cap forever. The count starts empty at each start: series stored before
+a restart count again only when they are seen again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from koban.model import Batch, Resource
+
+METRIC_FIELDS = ("gauges", "sums", "histograms", "exp_histograms", "summaries")
+TOO_MANY_METRICS = "(too many metric names)"
+
+
+class Offender(NamedTuple):
+    metric: str
+    series: int  # distinct series seen and kept (within the idle window)
+    dropped: int  # points of new series dropped since the start
+
+
+class SeriesLimiter:
+    def __init__(
+        self,
+        max_series: int,
+        *,
+        max_metrics: int = 10_000,
+        idle_s: float = 3600.0,
+        prune_every_s: float = 60.0,
+        on_drop: Callable[[int], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`max_series` 0 admits everything. `on_drop(n)` is called with each batch's
+        number of dropped points (for /metrics)."""
+        self.max_series = max_series
+        self.max_metrics = max_metrics
+        self.idle_s = idle_s
+        self.prune_every_s = prune_every_s
+        self.on_drop = on_drop
+        self._now = monotonic
+        self._series: dict[str, dict[int, float]] = {}  # metric -> series hash -> last seen
+        self._dropped: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._last_prune = monotonic()
+
+    def admit(self, batch: Batch) -> Batch:
+        """`batch` without the metric points of new series over the cap (the same
+        batch when nothing is dropped)."""
+        if not self.max_series or not batch.metric_points:
+            return batch
+        now = self._now()
+        dropped_here = 0
+        changes = {}
+        resource_keys: dict[int, int] = {}
+        with self._lock:
+            if now - self._last_prune >= self.prune_every_s:  # before: idle series free their place
+                self._prune(now)
+            for name in METRIC_FIELDS:
+                points = getattr(batch, name)
+                if not points:
+                    continue
+                kept = [p for p in points if self._admit_one(p, now, resource_keys)]
+                if len(kept) != len(points):
+                    dropped_here += len(points) - len(kept)
+                    changes[name] = kept
+        if dropped_here and self.on_drop is not None:
+            self.on_drop(dropped_here)
+        return batch._replace(**changes) if changes else batch
+
+    def _admit_one(self, point, now: float, resource_keys: dict[int, int]) -> bool:
+        stream = point.stream
+        resource_key = resource_keys.get(id(stream.resource))
+        if resource_key is None:
+            resource_key = resource_keys[id(stream.resource)] = _resource_key(stream.resource)
+        key = hash((resource_key, frozenset(point.attributes.items())))
+        series = self._series.get(stream.name)
+        if series is None:
+            if len(self._series) >= self.max_metrics:
+                self._count_drop(TOO_MANY_METRICS)
+                return False
+            series = self._series[stream.name] = {}
+        if key in series:
+            series[key] = now
+            return True
+        if len(series) >= self.max_series:
+            self._count_drop(stream.name)
+            return False
+        series[key] = now
+        return True
+
+    def _count_drop(self, metric: str) -> None:
+        if metric in self._dropped or len(self._dropped) < self.max_metrics:
+            self._dropped[metric] = self._dropped.get(metric, 0) + 1
+
+    def _prune(self, now: float) -> None:
+        self._last_prune = now
+        cutoff = now - self.idle_s
+        for name in list(self._series):
+            series = self._series[name]
+            stale = [k for k, seen in series.items() if seen < cutoff]
+            for k in stale:
+                del series[k]
+            if not series:
+                del self._series[name]
+
+    def top(self, n: int = 20) -> list[Offender]:
+        """The `n` metrics with the most dropped points, then the most series."""
+        with self._lock:
+            names = set(self._dropped) | set(self._series)
+            rows = [Offender(m, len(self._series.get(m, ())), self._dropped.get(m, 0)) for m in names]
+        rows.sort(key=lambda o: (-o.dropped, -o.series, o.metric))
+        return rows[:n]
+
+    @property
+    def tracked_series(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._series.values())
+
+
+def _resource_key(resource: Resource) -> int:
+    return hash(frozenset(resource.attributes.items()))

@@ -1,0 +1,64 @@
+"""The series cap per metric (pipeline/limits.py), without a server: idle series are
+forgotten, and the number of metrics tracked is bounded."""
+
+from __future__ import annotations
+
+from koban.model import EMPTY_SCOPE, Batch, GaugePoint, MetricStream, Resource
+from koban.pipeline.limits import TOO_MANY_METRICS, Offender, SeriesLimiter
+
+WEB = Resource("web", {"service.name": "web"})
+
+
+def _points(metric: str, *pods: str, resource: Resource = WEB) -> Batch:
+    stream = MetricStream(metric, "", "1", resource, EMPTY_SCOPE)
+    return Batch(gauges=[GaugePoint(stream, {"pod": pod}, 0, 1, 1.0) for pod in pods])
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_known_series_pass_and_new_ones_over_the_cap_are_dropped_and_counted():
+    dropped: list[int] = []
+    limiter = SeriesLimiter(2, on_drop=dropped.append)
+    first = _points("up", "a", "b")
+    assert limiter.admit(first) is first
+    kept = limiter.admit(_points("up", "a", "c", "b"))
+    assert [p.attributes["pod"] for p in kept.gauges] == ["a", "b"]
+    assert dropped == [1]
+    assert limiter.top() == [Offender("up", 2, 1)]
+
+
+def test_the_same_attributes_from_another_resource_are_another_series():
+    limiter = SeriesLimiter(1)
+    limiter.admit(_points("up", "a"))
+    other = Resource("api", {"service.name": "api"})
+    assert limiter.admit(_points("up", "a", resource=other)).gauges == []
+
+
+def test_a_series_unseen_for_the_idle_window_is_forgotten():
+    clock = FakeTime()
+    limiter = SeriesLimiter(1, idle_s=100, prune_every_s=10, monotonic=clock)
+    limiter.admit(_points("up", "old"))
+    clock.now = 50
+    assert limiter.admit(_points("up", "new")).gauges == []  # "old" still counts
+    clock.now = 200
+    assert len(limiter.admit(_points("up", "new")).gauges) == 1  # "old" was pruned first
+    assert limiter.tracked_series == 1
+
+
+def test_metric_names_past_the_tracking_bound_are_dropped_under_one_name():
+    limiter = SeriesLimiter(10, max_metrics=2)
+    for name in ("m1", "m2", "m3", "m4"):
+        limiter.admit(_points(name, "a"))
+    assert {o.metric: o.dropped for o in limiter.top()}[TOO_MANY_METRICS] == 2
+    assert limiter.tracked_series == 2
+
+
+def test_zero_means_no_cap():
+    batch = _points("up", *[str(i) for i in range(100)])
+    assert SeriesLimiter(0).admit(batch) is batch
