@@ -19,6 +19,27 @@ class QueryResult(NamedTuple):
     rows: list[tuple[Any, ...]]
 
 
+class TableUsage(NamedTuple):
+    """What one of koban's tables takes on disk (Store.usage)."""
+
+    bytes: int
+    """Bytes the table's data takes, deleted rows not yet reclaimed included."""
+    stored_rows: int
+    """Rows those bytes hold, deleted ones included."""
+    rows: int
+    """Rows a query sees (live rows)."""
+
+    @property
+    def live_bytes(self) -> int:
+        """`bytes` scaled to the live rows: what the table would take once the engine
+        has reclaimed deleted rows (DuckDB rewrites a row group, ClickHouse merges parts).
+        Deleting rows lowers this at once, so the disk budget never deletes twice for
+        space that is only waiting to be reclaimed."""
+        if self.stored_rows <= 0:
+            return 0
+        return self.bytes * min(self.rows, self.stored_rows) // self.stored_rows
+
+
 class Store(Protocol):
     dialect: str
     """Name of the SQL dialect for `query.dialects.for_store` ("duckdb", "clickhouse")."""
@@ -47,6 +68,18 @@ class Store(Protocol):
 
     def disk_bytes(self) -> int:
         """Bytes the store uses on disk (0 when not known)."""
+        ...
+
+    def usage(self) -> dict[str, TableUsage]:
+        """Disk use of each of koban's data tables (schema.ALL_TABLE_COLUMNS names).
+        Measured where the engine tells it (DuckDB: the table's blocks plus its share of
+        the WAL; ClickHouse: its active parts on every node). Raises StoreError."""
+        ...
+
+    def trim_memory(self, idle_for_s: float) -> bool:
+        """Give memory kept for speed (caches) back when the store has been idle for
+        `idle_for_s` seconds; returns whether it did. Never fails: a no-op where the
+        backend keeps nothing in this process."""
         ...
 
     def close(self) -> None:
