@@ -139,9 +139,10 @@ def test_the_dogstatsd_client_sends_every_type_events_and_service_checks():
         assert check.stream.resource.attributes["host.name"] == "db-1"
         [backfill] = got["backfill.value"]
         assert backfill.time_ns == 1_767_225_000 * 10**9
-        [event] = batch.logs
-        assert event.body == "Deploy finished\ncheckout v1.2\nall green"
-        assert event.attributes["team"] == "pay" and event.severity_text == "INFO"
+        [event] = batch.events
+        assert (event.title, event.text, event.alert_type) == ("Deploy finished", "checkout v1.2\nall green", "success")
+        assert event.tags == {"team": "pay", "service": "checkout", "env": "prod"}
+        assert event.service_name == "checkout"
         assert errors == []
 
     run(scenario)
@@ -245,7 +246,8 @@ def test_a_flushed_window_goes_through_the_wal_like_any_otlp_request(tmp_path):
         entries = list(wal.replay(0))
     finally:
         wal.close()
-    assert [e.codec for e in entries] == ["otlp-proto/metrics", "otlp-proto/metrics", "otlp-proto/logs"]
-    replayed = Batch.merge([ingest.decode(e.codec, e.payload, e.received_ns) for e in entries]).with_log_records()
-    for field in ("gauges", "sums", "exp_histograms", "logs"):
+    assert [e.codec for e in entries] == ["otlp-proto/metrics", "otlp-proto/metrics", "koban-events/jsonl"]
+    replayed = Batch.merge([ingest.decode(e.codec, e.payload, e.received_ns) for e in entries])
+    assert len(replayed.events) == 1
+    for field in ("gauges", "sums", "exp_histograms", "events"):
         assert sorted(getattr(replayed, field), key=repr) == sorted(getattr(flushed, field), key=repr), field

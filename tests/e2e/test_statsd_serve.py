@@ -50,3 +50,27 @@ def test_statsd_metrics_sent_to_koban_serve_are_stored(make_server):
     assert timer == (4, 100.0, 10.0, 40.0)
 
 
+
+
+def test_with_two_statsd_processes_every_counter_line_is_stored_once(make_server):
+    import socket
+
+    port = _udp_port()
+    server = make_server(statsd_port=port, statsd_flush_interval_s=0.3, statsd_processes=2).start()
+    clients, per_client = 30, 20
+    for c in range(clients):  # one socket each: the kernel spreads them over both processes
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(per_client):
+                s.sendto(b"two.procs:1|c|#env:test", ("127.0.0.1", port))
+
+    def datagrams() -> bool:
+        for line in server.client().metrics_text().splitlines():
+            if line.startswith("koban_statsd_datagrams_received "):
+                return float(line.split()[1]) >= clients * per_client
+        return False
+
+    server.wait_for(datagrams, what="every datagram read by one process or the other")
+    assert server.stop() == 0
+    with duckdb.connect(str(server.data_dir / "koban.duckdb"), read_only=True) as db:
+        total = db.execute("SELECT sum(Value) FROM otel_metrics_sum WHERE MetricName = 'two.procs'").fetchone()[0]
+    assert total == clients * per_client

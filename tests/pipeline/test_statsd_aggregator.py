@@ -9,6 +9,7 @@ import pytest
 
 from koban.ingest.sketch import merge, quantile
 from koban.ingest.statsd import parse_datagram
+from koban.model import Event
 from koban.pipeline.statsd_aggregator import StatsdAggregator
 
 T0 = 1_767_225_600_000_000_000
@@ -154,18 +155,26 @@ def test_service_checks_become_a_status_gauge():
     assert p.stream.resource.attributes["host.name"] == "db-1"
 
 
-def test_events_become_log_records():
+def test_events_become_rows_of_the_events_table():
     agg = StatsdAggregator(T0)
-    items, _ = parse_datagram(b"_e{6,11}:Deploy|v1.2 is out|t:error|k:dep|s:ci|#service:web")
+    items, _ = parse_datagram(b"_e{6,11}:Deploy|v1.2 is out|t:error|k:dep|s:ci|#service:web,team:pay,team:ops")
     agg.add(items, T0 + 5)
-    [log] = agg.flush(T0 + 10 * S).logs
-    assert log.body == "Deploy\nv1.2 is out"
-    assert (log.severity_text, log.severity_number, log.timestamp_ns, log.observed_ns) == ("ERROR", 17, T0 + 5, T0 + 5)
-    assert log.attributes == {
-        "event.title": "Deploy", "event.alert_type": "error", "event.priority": "normal",
-        "event.aggregation_key": "dep", "event.source_type": "ci",
-    }
-    assert log.resource.service_name == "web"
+    batch = agg.flush(T0 + 10 * S)
+    assert not batch.logs
+    [event] = batch.events
+    assert event == Event(
+        T0 + 5, "Deploy", "v1.2 is out", "error", "normal", "", "dep", "ci", "web", {"service": "web", "team": "ops"}
+    )
+
+
+def test_an_event_keeps_its_own_time_host_and_container():
+    agg = StatsdAggregator(T0, default_service="shop")
+    items, _ = parse_datagram(b"_e{1,1}:a|b|d:1767225700|h:web-2|p:low|c:abc|#host:ignored")
+    agg.add(items, T0)
+    [event] = agg.flush(T0 + S).events
+    assert (event.timestamp_ns, event.host, event.priority, event.service_name) == (
+        1_767_225_700 * S, "web-2", "low", "shop")  # fmt: skip
+    assert event.tags == {"host": "ignored", "container_id": "abc"}
 
 
 def test_series_over_the_limit_are_dropped_and_counted():
@@ -174,5 +183,39 @@ def test_series_over_the_limit_are_dropped_and_counted():
     agg.add(items, T0)
     batch = agg.flush(T0 + S)
     assert sorted(p.stream.name for p in batch.sums) == ["a", "b"]
-    assert len(batch.logs) == 1
+    assert len(batch.events) == 1
     assert agg.dropped == {"series_limit": 1, "event_limit": 1}
+
+
+def test_a_window_taken_from_one_aggregator_merges_into_another():
+    other, main = StatsdAggregator(T0), StatsdAggregator(T0)
+    for agg, datagram in (
+        (other, b"req:2|c|#a:1\nlat:10|ms\nlat:20|ms\nusers:u1|s\nusers:u2|s\ng:5|g\n_e{1,0}:x|"),
+        (main, b"req:3|c|#a:1\nlat:30|ms\nusers:u2|s\nusers:u3|s"),
+    ):
+        items, _ = parse_datagram(datagram)
+        agg.add(items, T0 + 1)
+
+    main.absorb(other.take())
+    batch = main.flush(T0 + 10 * S)
+
+    [req] = batch.sums
+    assert req.value == 5.0
+    [lat] = batch.exp_histograms
+    assert (lat.count, lat.sum, lat.min, lat.max) == (3, 60.0, 10.0, 30.0)
+    gauges = {p.stream.name: p.value for p in batch.gauges}
+    assert gauges["users"] == 3.0  # u1, u2, u3: the sets unite
+    assert gauges["g"] == 5.0
+    assert [e.title for e in batch.events] == ["x"]
+    assert other.flush(T0 + 10 * S).record_count == 0  # taking emptied it
+
+
+def test_taking_a_window_remembers_gauges_for_later_deltas():
+    agg = StatsdAggregator(T0)
+    items, _ = parse_datagram(b"temp:20|g")
+    agg.add(items, T0)
+    agg.take()
+    items, _ = parse_datagram(b"temp:+5|g")
+    agg.add(items, T0 + S)
+    [temp] = agg.flush(T0 + 2 * S).gauges
+    assert temp.value == 25.0

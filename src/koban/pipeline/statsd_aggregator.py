@@ -14,28 +14,34 @@ one Batch of OpenTelemetry points (the naming rule is in docs/metrics.md):
   `koban.ingest.sketch`); a sample at rate 0.1 counts ten times;
 - service check: a GaugePoint `datadog.service_check`, value = status (0 OK,
   1 WARNING, 2 CRITICAL, 3 UNKNOWN), attribute `check`;
-- event: a LogRecord (title and text as the body, severity from its alert type).
+- event: a `model.Event` in the batch's `events`, for koban's events table (its
+  service from the `service` tag, its host from `h:` or the `host` tag).
 
 A window emits a point only for what was sent in it (as the Datadog Agent does, not
 the statsd daemon's repeat of every known gauge). Memory is bounded: at most
 `max_contexts` series per window and `max_events` events; what is over is dropped and
 counted in `dropped`. Time comes from the caller; nothing here reads a clock.
+
+`take()` hands the open window over as plain data and `absorb(state)` merges such a
+window into another aggregator: how a second receiving process's windows join the
+server's (receive/statsd_processes.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from koban import __version__
 from koban.ingest.sketch import DEFAULT_MAX_BUCKETS, DEFAULT_SCALE, ExpHistogram
-from koban.ingest.statsd import Event, Item, Sample, ServiceCheck
+from koban.ingest.statsd import Event as EventLine
+from koban.ingest.statsd import Item, Sample, ServiceCheck
 from koban.model import (
     Attributes,
     Batch,
+    Event,
     ExpHistogramPoint,
     GaugePoint,
-    LogRecord,
     MetricStream,
     Resource,
     Scope,
@@ -59,13 +65,25 @@ RESOURCE_TAGS = {
 UNITS = {"ms": "ms"}
 HISTOGRAM_TYPES = ("ms", "h", "d")
 
-# alert_type -> (SeverityText, SeverityNumber on OpenTelemetry's 1..24 scale)
-EVENT_SEVERITY = {"error": ("ERROR", 17), "warning": ("WARN", 13), "info": ("INFO", 9), "success": ("INFO", 9)}
-
 NS = 1_000_000_000
 
 # A series: (name, type, tags sorted, container id, timestamp in s or 0, host)
 _Key = tuple[str, str, tuple[str, ...], str, int, str]
+
+_NO_STREAM = MetricStream("", "", "", Resource("", {}), SCOPE)
+
+
+class WindowState(NamedTuple):
+    """An open window as plain data, for another aggregator to `absorb` (a second
+    receiving process hands its windows to the one that flushes them)."""
+
+    counters: dict[_Key, float]
+    gauges: dict[_Key, float]
+    sets: dict[_Key, set[str]]
+    histograms: dict[_Key, dict]  # ExpHistogram.fields()
+    checks: dict[_Key, tuple[int, str]]
+    events: list[Event]
+    dropped: dict[str, int]
 
 
 class StatsdAggregator:
@@ -101,11 +119,12 @@ class StatsdAggregator:
         self._sets: dict[_Key, set[str]] = {}
         self._histograms: dict[_Key, ExpHistogram] = {}
         self._checks: dict[_Key, tuple[int, str]] = {}
-        self._events: list[LogRecord] = []
+        self._events: list[Event] = []
         self._last_gauges: dict[_Key, tuple[float, int]] = {}  # value, flush number it was last set in
         self._flushes = 0
         self._resources: dict[tuple[Any, ...], Resource] = {}
         self._labels: dict[tuple[tuple[str, ...], str, str], tuple[Resource, Attributes]] = {}
+        self._sorted_tags: dict[tuple[str, ...], tuple[str, ...]] = {}  # tags as sent -> sorted
 
     @property
     def series(self) -> int:
@@ -116,18 +135,48 @@ class StatsdAggregator:
 
     def add(self, items: list[Item], received_ns: int) -> None:
         """Fold parsed samples, events and service checks into the current window."""
+        # The hot path of StatsD ingest (every line goes through it): counters and
+        # histograms are folded here inline, without a method call per sample.
+        counters = self._counters
+        histograms = self._histograms
+        sorted_tags = self._sorted_tags
         for item in items:
-            if type(item) is Sample:
-                self._sample(item)
-            elif type(item) is ServiceCheck:
-                key = (item.name, "sc", tuple(sorted(item.tags)), item.container, item.timestamp_s, item.hostname)
-                if key in self._checks or self._room(1):
-                    self._checks[key] = (item.status, item.message)
-            elif type(item) is Event:
-                if len(self._events) >= self.max_events:
-                    self.dropped["event_limit"] += 1
-                else:
-                    self._events.append(self._event(item, received_ns))
+            if type(item) is not Sample:
+                self._other(item, received_ns)
+                continue
+            name, type_, value, member, delta, rate, tags, container, ts = item
+            if len(tags) > 1:
+                tags = sorted_tags.get(tags) or sorted_tags.setdefault(tags, tuple(sorted(tags)))
+            key = (name, type_, tags, container, ts, "")
+            if type_ == "c":
+                if rate != 1.0:
+                    value /= rate
+                if key in counters:
+                    counters[key] += value
+                elif self._room(1):
+                    counters[key] = value
+            elif type_ in HISTOGRAM_TYPES:
+                h = histograms.get(key)
+                if h is None:
+                    if not self._room(1):
+                        continue
+                    h = histograms[key] = ExpHistogram(self.scale, self.max_buckets)
+                h.add(value, 1.0 / rate)
+            elif type_ == "g":
+                self._gauge(key, value, delta)
+            else:
+                self._set(key, member)
+
+    def _other(self, item: Item, received_ns: int) -> None:
+        if type(item) is ServiceCheck:
+            key = (item.name, "sc", tuple(sorted(item.tags)), item.container, item.timestamp_s, item.hostname)
+            if key in self._checks or self._room(1):
+                self._checks[key] = (item.status, item.message)
+        elif type(item) is EventLine:
+            if len(self._events) >= self.max_events:
+                self.dropped["event_limit"] += 1
+            else:
+                self._events.append(self._event(item, received_ns))
 
     def _room(self, n: int) -> bool:
         if self.series + n > self.max_contexts:
@@ -135,42 +184,64 @@ class StatsdAggregator:
             return False
         return True
 
-    def _sample(self, s: Sample) -> None:
-        tags = s.tags if len(s.tags) < 2 else tuple(sorted(s.tags))
-        type_ = s.type
-        key = (s.name, type_, tags, s.container, s.timestamp_s, "")
-        if type_ == "c":
-            counters = self._counters
-            if key in counters:
-                counters[key] += s.value / s.rate
-            elif self._room(1):
-                counters[key] = s.value / s.rate
-        elif type_ == "g":
-            gauges = self._gauges
-            if key not in gauges and not self._room(1):
-                return
-            if s.delta and self.gauge_deltas:
-                previous = gauges.get(key)
-                if previous is None:
-                    last = self._last_gauges.get(key)
-                    previous = last[0] if last is not None else 0.0
-                gauges[key] = previous + s.value
-            else:
-                gauges[key] = s.value
-        elif type_ == "s":
-            members = self._sets.get(key)
-            if members is None:
-                if not self._room(1):
-                    return
-                members = self._sets[key] = set()
-            members.add(s.member)
+    def _gauge(self, key: _Key, value: float, delta: bool) -> None:
+        gauges = self._gauges
+        if key not in gauges and not self._room(1):
+            return
+        if delta and self.gauge_deltas:
+            previous = gauges.get(key)
+            if previous is None:
+                last = self._last_gauges.get(key)
+                previous = last[0] if last is not None else 0.0
+            gauges[key] = previous + value
         else:
+            gauges[key] = value
+
+    def _set(self, key: _Key, member: str) -> None:
+        members = self._sets.get(key)
+        if members is None:
+            if not self._room(1):
+                return
+            members = self._sets[key] = set()
+        members.add(member)
+
+    def take(self) -> WindowState:
+        """The current window as data, emptied: a new window starts, no points are made
+        (gauges are remembered for later deltas, as `flush` does)."""
+        self._flushes += 1
+        for key, value in self._gauges.items():
+            if key[4] == 0:
+                self._last_gauges[key] = (value, self._flushes)
+        state = WindowState(
+            self._counters, self._gauges, self._sets, {k: h.fields() for k, h in self._histograms.items()},
+            self._checks, self._events, dict(self.dropped),
+        )  # fmt: skip
+        self._counters, self._gauges, self._sets, self._histograms, self._checks = {}, {}, {}, {}, {}
+        self._events = []
+        self.dropped.clear()
+        return state
+
+    def absorb(self, state: WindowState) -> None:
+        """Merge another aggregator's window into this one: counters and histograms add,
+        sets unite, gauges and service checks take the other's value (one client's
+        datagrams all reach one socket, so one process sees all of a client's gauge)."""
+        counters = self._counters
+        for key, value in state.counters.items():
+            counters[key] = counters.get(key, 0.0) + value
+        self._gauges.update(state.gauges)
+        for key, members in state.sets.items():
+            self._sets.setdefault(key, set()).update(members)
+        for key, fields in state.histograms.items():
             h = self._histograms.get(key)
             if h is None:
-                if not self._room(1):
-                    return
                 h = self._histograms[key] = ExpHistogram(self.scale, self.max_buckets)
-            h.add(s.value, 1.0 / s.rate)
+            h.merge_point(ExpHistogramPoint(_NO_STREAM, {}, 0, 0, aggregation_temporality=DELTA, **fields))
+        self._checks.update(state.checks)
+        room = max(self.max_events - len(self._events), 0)
+        self._events.extend(state.events[:room])
+        if len(state.events) > room:
+            self.dropped["event_limit"] += len(state.events) - room
+        self.dropped.update(state.dropped)
 
     def flush(self, now_ns: int) -> Batch:
         """The points of the window from the previous flush to `now_ns`, and the events
@@ -207,17 +278,19 @@ class StatsdAggregator:
             if message:
                 attrs["message"] = message
             gauges.append(GaugePoint(stream._replace(name=SERVICE_CHECK_METRIC), attrs, t0, t1, float(status)))
-        logs = self._events
+        events = self._events
 
         self._counters, self._gauges, self._sets, self._histograms, self._checks = {}, {}, {}, {}, {}
         self._events = []
         idle = self._flushes - self.gauge_idle_flushes
         if idle > 0 and self._flushes % 64 == 0:  # now and then, forget gauges long unused
             self._last_gauges = {k: v for k, v in self._last_gauges.items() if v[1] > idle}
+        if len(self._sorted_tags) > self.max_contexts:
+            self._sorted_tags.clear()
         if len(self._labels) > self.max_contexts:
             self._labels.clear()
             self._resources.clear()
-        return Batch(logs=logs, gauges=gauges, sums=sums, exp_histograms=exp)
+        return Batch(gauges=gauges, sums=sums, exp_histograms=exp, events=events)
 
     def _where(self, key: _Key, start: int, now_ns: int) -> tuple[MetricStream, Attributes, int, int]:
         """The stream, point attributes, start and time of series `key`'s point."""
@@ -255,14 +328,16 @@ class StatsdAggregator:
         hit = self._labels[cache_key] = (resource, attrs)
         return hit
 
-    def _event(self, e: Event, received_ns: int) -> LogRecord:
-        resource, attrs = self._labelled(tuple(sorted(e.tags)), e.container, e.hostname)
-        attrs = {**attrs, "event.title": e.title, "event.alert_type": e.alert_type, "event.priority": e.priority}
-        if e.aggregation_key:
-            attrs["event.aggregation_key"] = e.aggregation_key
-        if e.source_type:
-            attrs["event.source_type"] = e.source_type
-        severity_text, severity_number = EVENT_SEVERITY.get(e.alert_type, ("INFO", 9))
-        body = f"{e.title}\n{e.text}" if e.text else e.title
+    def _event(self, e: EventLine, received_ns: int) -> Event:
+        tags: Attributes = {}
+        for tag in e.tags:
+            k, _, v = tag.partition(":")
+            tags[k] = v  # a key sent twice keeps its last value (a map has one per key)
+        if e.container:
+            tags["container_id"] = e.container
+        service = tags.get("service") or tags.get("dd.service") or self.default_service
+        host = e.hostname or tags.get("host", "")
         ts = e.timestamp_s * NS if e.timestamp_s else received_ns
-        return LogRecord(ts, received_ns, "", "", 0, severity_text, severity_number, body, attrs, resource, SCOPE)
+        return Event(
+            ts, e.title, e.text, e.alert_type, e.priority, host, e.aggregation_key, e.source_type, service, tags
+        )

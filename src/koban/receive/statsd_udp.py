@@ -10,6 +10,10 @@ reason and dropped; nothing a client sends stops the listener.
 UDP has no back-pressure, so losses are counted where they happen: datagrams the
 kernel dropped because the socket buffer was full (`kernel_drops()`, from
 /proc/net/udp on Linux), and points lost because `submit` failed (`stats.points_dropped`).
+
+With `processes` > 1 more processes read the same port (receive/statsd_processes.py);
+each flush first merges their open windows into this one, so one window is flushed.
+DogStatsD events go to the WAL with their own codec (ingest/events.py), for koban_events.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from koban.clock import Clock
+from koban.ingest import events as events_codec
 from koban.ingest.otlp_encode import encode_logs, encode_metrics
 from koban.ingest.statsd import parse_datagram
 from koban.model import Batch
 from koban.pipeline.statsd_aggregator import StatsdAggregator
+from koban.receive.statsd_processes import MAX_DATAGRAM_BYTES, READS_PER_WAKEUP, ReceiverProcess, open_socket
 
 log = logging.getLogger("koban.receive.statsd")
 
@@ -47,22 +53,24 @@ class StatsdStats:
     points_submitted: int = 0
     points_dropped: int = 0  # flushed but refused by submit
     socket_errors: int = 0
+    datagrams_other_processes: int = 0  # of `datagrams`, those read by the other receiving processes
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, listener: StatsdListener) -> None:
-        self.listener = listener
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        self.listener.receive(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self.listener.stats.socket_errors += 1
+# The socket is read directly (loop.add_reader), READS_PER_WAKEUP datagrams per wakeup of
+# the event loop: asyncio's datagram transport reads one per wakeup, and at 10k+
+# datagrams/s the loop's own cost per wakeup (select, callback) outweighed the read.
 
 
 class StatsdListener:
     """Open with `await start()`; `await flush()` closes a window now; `await stop()`
     flushes what is left and closes the socket."""
+
+    source_allowed: Callable[[object], bool] | None = None
+    """Set, datagrams from sources it refuses are dropped and counted (auth/networks.py)."""
+    source_networks = ""
+    """The networks `source_allowed` admits, as statsd_allowed_networks spells them: what
+    the other receiving processes (`processes` > 1) apply."""
+    datagrams_refused = 0
 
     def __init__(
         self,
@@ -75,10 +83,13 @@ class StatsdListener:
         flush_interval_s: float = 10.0,
         rcvbuf_bytes: int = DEFAULT_RCVBUF_BYTES,
         on_parse_error: OnParseError | None = None,
+        processes: int = 1,
     ) -> None:
         """`on_parse_error(reason, n)` is called for every datagram holding bad lines
         (the app wires it to the /metrics counter). With `flush_interval_s` 0 there is
-        no timer: windows close only on `flush()` (for tests)."""
+        no timer: windows close only on `flush()` (for tests). `processes` > 1 adds
+        receiving processes on the same port (receive/statsd_processes.py); their
+        datagrams and parse errors are counted when their windows are taken, at flush."""
         self.host = host
         self.port = port
         self.submit = submit
@@ -89,29 +100,96 @@ class StatsdListener:
         self.on_parse_error = on_parse_error
         self.stats = StatsdStats()
         self.rcvbuf_granted = 0
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self.processes = processes
+        self._receivers: list[ReceiverProcess] = []
+        self._inodes: list[int] = []
         self._timer: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Bind the socket and start the flush timer. Raises OSError when the address
         cannot be bound."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            # the kernel may grant less (net.core.rmem_max); what it granted is kept
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_bytes)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        if self.processes > 1 and self.source_allowed is not None and not self.source_networks:
+            raise ValueError("source_allowed needs source_networks for the other receiving processes")
+        sock = open_socket(self.host, self.port, self.rcvbuf_bytes, reuse_port=self.processes > 1)
         self.rcvbuf_granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         self.port = sock.getsockname()[1]
-        self._inode = os.fstat(sock.fileno()).st_ino
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        self._inodes = [os.fstat(sock.fileno()).st_ino]
+        self._sock = sock
+        try:
+            await self._start_receivers()
+        except BaseException:
+            self._stop_receivers()
+            sock.close()
+            self._sock = None
+            raise
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._read_ready)
         if self.flush_interval_s > 0:
             self._timer = asyncio.create_task(self._flush_loop(), name="koban-statsd-flush")
+
+    async def _start_receivers(self) -> None:
+        agg = self.aggregator
+        options = {
+            "flush_interval_s": agg.flush_interval_s, "default_service": agg.default_service,
+            "counter_rates": agg.counter_rates, "gauge_deltas": agg.gauge_deltas, "scale": agg.scale,
+            "max_buckets": agg.max_buckets, "max_contexts": agg.max_contexts, "max_events": agg.max_events,
+            "gauge_idle_flushes": agg.gauge_idle_flushes,
+        }  # fmt: skip
+        for _ in range(self.processes - 1):
+            receiver = ReceiverProcess(self.host, self.port, self.rcvbuf_bytes, options, self.source_networks)
+            self._receivers.append(receiver)
+        for receiver in self._receivers:
+            await asyncio.to_thread(receiver.wait_ready)
+            self._inodes.append(receiver.inode)
+
+    def _stop_receivers(self) -> None:
+        for receiver in self._receivers:
+            receiver.kill()
+        self._receivers = []
+
+    async def _absorb_receivers(self, final: bool = False) -> None:
+        """Merge each receiving process's open window into ours, and count what it read."""
+        stats = self.stats
+        for receiver in list(self._receivers):
+            try:
+                state, counts = await asyncio.to_thread(receiver.take, final)
+            except (EOFError, OSError):
+                log.error("a StatsD receiving process is gone; its port share is no longer read")
+                self._receivers.remove(receiver)
+                continue
+            self.aggregator.absorb(state)
+            stats.datagrams += counts.datagrams
+            stats.datagrams_other_processes += counts.datagrams
+            stats.bytes += counts.bytes
+            stats.items += counts.items
+            self.datagrams_refused += counts.refused
+            for reason, n in counts.parse_errors.items():
+                stats.parse_errors[reason] = stats.parse_errors.get(reason, 0) + n
+                if self.on_parse_error is not None:
+                    self.on_parse_error(reason, n)
+
+    def _read_ready(self) -> None:
+        """Read what the socket holds, up to READS_PER_WAKEUP datagrams."""
+        sock = self._sock
+        if sock is None:
+            return
+        allowed = self.source_allowed
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                if allowed is None:
+                    data = sock.recv(MAX_DATAGRAM_BYTES)
+                else:
+                    data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
+                    if not allowed(addr):  # statsd_allowed_networks
+                        self.datagrams_refused += 1
+                        continue
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. an ICMP error queued on the socket: count it, go on
+                self.stats.socket_errors += 1
+                return
+            self.receive(data)
 
     def receive(self, data: bytes) -> None:
         """Parse one datagram into the current window (what the protocol calls)."""
@@ -136,6 +214,7 @@ class StatsdListener:
         when nothing came). A failing `submit` is logged and its points counted as
         dropped; it does not raise."""
         async with self._flush_lock:
+            await self._absorb_receivers()
             batch = self.aggregator.flush(self.clock.now_ns())
             self.stats.flushes += 1
             if batch.record_count == 0:
@@ -160,30 +239,38 @@ class StatsdListener:
     async def stop(self) -> None:
         """Stop listening, then flush the last window."""
         if self._timer is not None:
-            self._timer.cancel()
+            # not in the middle of a flush: a window taken from a receiving process, or
+            # half submitted, would be lost
+            async with self._flush_lock:
+                self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
             self._timer = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+            async with self._flush_lock:
+                await self._absorb_receivers(final=True)
+            self._stop_receivers()
             await self.flush()
 
     def kernel_drops(self) -> int:
-        """Datagrams the kernel dropped for this socket (receive buffer full), from
-        /proc/net/udp{,6}; 0 where that is not available."""
-        inode = str(getattr(self, "_inode", ""))
+        """Datagrams the kernel dropped for the listener's sockets (receive buffer full),
+        from /proc/net/udp{,6}; 0 where that is not available."""
+        inodes = {str(i) for i in self._inodes}
+        drops = 0
         for path in ("/proc/net/udp", "/proc/net/udp6"):
             try:
                 with open(path) as f:
                     next(f, None)
                     for line in f:
                         cols = line.split()
-                        if len(cols) >= 13 and cols[9] == inode:
-                            return int(cols[12])
+                        if len(cols) >= 13 and cols[9] in inodes:
+                            drops += int(cols[12])
             except OSError:
                 continue
-        return 0
+        return drops
 
 
 class _Intake(Protocol):
@@ -193,7 +280,8 @@ class _Intake(Protocol):
 def submit_to(intake: _Intake, max_points: int = 5000) -> Submit:
     """A `submit` that makes each flushed window durable through `intake` (the WAL path
     of every receiver): its metric points as OTLP metrics requests of at most
-    `max_points` points, its events as one OTLP logs request. Raises what
+    `max_points` points, its log records as one OTLP logs request, its DogStatsD events
+    as one "koban-events/jsonl" request (koban_events table). Raises what
     `Intake.receive` raises (Overloaded, Unavailable) for the first request refused."""
 
     async def submit(batch: Batch) -> None:
@@ -201,6 +289,9 @@ def submit_to(intake: _Intake, max_points: int = 5000) -> Submit:
             await intake.receive("otlp-proto/metrics", encode_metrics(part), protocol="statsd", signal="metrics")
         if batch.logs:
             await intake.receive("otlp-proto/logs", encode_logs(batch), protocol="statsd", signal="logs")
+        if batch.events:
+            payload = events_codec.encode(batch.events)
+            await intake.receive(events_codec.CODEC, payload, protocol="statsd", signal="events")
 
     return submit
 

@@ -45,6 +45,7 @@ _LOW_CARDINALITY: dict[str, frozenset[str]] = {
     schema.LOGS: frozenset({"SeverityText", "ServiceName", "ResourceSchemaUrl", "ScopeSchemaUrl", "ScopeVersion"}),
     schema.TRACES: frozenset({"SpanName", "SpanKind", "ServiceName", "StatusCode"}),
     **{t: frozenset({"ServiceName"}) for t in schema.METRIC_TABLES},
+    schema.EVENTS: frozenset({"AlertType", "Priority", "ServiceName", "SourceType"}),
 }
 _TIME_COLUMNS = frozenset({"Timestamp", "StartTimeUnix", "TimeUnix"})
 _NO_CODEC = frozenset({"TraceFlags", "SeverityNumber"})  # as in the exporter
@@ -89,7 +90,7 @@ def _map_indexes(*columns: str) -> tuple[str, ...]:
     out = []
     for col in columns:
         short = {"ResourceAttributes": "res", "ScopeAttributes": "scope", "LogAttributes": "log",
-                 "SpanAttributes": "span", "Attributes": "attr"}[col]  # fmt: skip
+                 "SpanAttributes": "span", "Attributes": "attr", "Tags": "tags"}[col]  # fmt: skip
         out.append(f"INDEX idx_{short}_attr_key mapKeys({col}) TYPE bloom_filter(0.01) GRANULARITY 1")
         out.append(f"INDEX idx_{short}_attr_value mapValues({col}) TYPE bloom_filter(0.01) GRANULARITY 1")
     return tuple(out)
@@ -135,9 +136,25 @@ SPECS: dict[str, TableSpec] = {
         shard_key="cityHash64(TraceId)",
     ),
     **{table: _METRIC_SPEC for table in schema.METRIC_TABLES},
+    # koban's own: DogStatsD events, read newest first over a time range
+    schema.EVENTS: TableSpec(
+        extra_columns=(),
+        indexes=(
+            *_map_indexes("Tags"),
+            "INDEX idx_title Title TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8",
+            "INDEX idx_text Text TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8",
+        ),
+        partition_by="toDate(Timestamp)",
+        primary_key=None,
+        order_by="(toDateTime(Timestamp), ServiceName)",
+        ttl_time="toDateTime(Timestamp)",
+        shard_key="cityHash64(ServiceName, Title, Timestamp)",
+    ),
 }
 
-RETENTION_SIGNAL = {schema.LOGS: "logs", schema.TRACES: "spans", **{t: "metrics" for t in schema.METRIC_TABLES}}
+RETENTION_SIGNAL = {
+    schema.LOGS: "logs", schema.EVENTS: "logs", schema.TRACES: "spans", **{t: "metrics" for t in schema.METRIC_TABLES}
+}
 
 
 def _column_type(table: str, name: str, duck_type: str) -> str:
@@ -156,7 +173,7 @@ def _column_lines(table: str) -> list[str]:
     (ClickHouse flattens them back into "Events.Name" Array columns)."""
     lines: list[str] = []
     nested: dict[str, list[str]] = {}
-    for name, duck_type in schema.TABLE_COLUMNS[table]:
+    for name, duck_type in schema.ALL_TABLE_COLUMNS[table]:
         if "." in name:
             group, field = name.split(".", 1)
             inner = _NESTED_TYPES.get(name) or clickhouse_type(duck_type.removesuffix("[]"))
@@ -334,7 +351,7 @@ def ddl(layout: Layout) -> list[str]:
     """Every statement, in order: the database, the data tables, the trace-id lookup
     table and its view, the state tables."""
     out = [f"CREATE DATABASE IF NOT EXISTS {quote(layout.database)}{layout.on_cluster}"]
-    for table in schema.TABLE_COLUMNS:
+    for table in schema.ALL_TABLE_COLUMNS:
         out.extend(table_ddl(layout, table))
     out.extend(trace_id_ts_ddl(layout))
     out.extend(state_ddl(layout))

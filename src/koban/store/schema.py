@@ -19,10 +19,13 @@ HISTOGRAM = "otel_metrics_histogram"
 EXP_HISTOGRAM = "otel_metrics_exponential_histogram"
 SUMMARY = "otel_metrics_summary"
 METRIC_TABLES = (GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY)
+# koban's own tables, for what the exporter's schema has no place for.
+EVENTS = "koban_events"  # DogStatsD events
 
-# Which table holds each signal, and the column that carries its time.
-SIGNAL_TABLES = {"logs": (LOGS,), "spans": (TRACES,), "metrics": METRIC_TABLES}
-TIME_COLUMN = {LOGS: "Timestamp", TRACES: "Timestamp", **{t: "TimeUnix" for t in METRIC_TABLES}}
+# Which table holds each signal, and the column that carries its time. Events are
+# kept as long as logs (one retention setting fewer; they are a kind of log).
+SIGNAL_TABLES = {"logs": (LOGS, EVENTS), "spans": (TRACES,), "metrics": METRIC_TABLES}
+TIME_COLUMN = {LOGS: "Timestamp", TRACES: "Timestamp", EVENTS: "Timestamp", **{t: "TimeUnix" for t in METRIC_TABLES}}
 
 _MAP = "MAP(VARCHAR, VARCHAR)"
 _TS = "TIMESTAMP_NS"
@@ -139,6 +142,23 @@ TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     **METRIC_COLUMNS,
 }
 
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Timestamp", _TS),
+    ("Title", "VARCHAR"),
+    ("Text", "VARCHAR"),
+    ("AlertType", "VARCHAR"),  # error, warning, info, success
+    ("Priority", "VARCHAR"),  # normal, low
+    ("Host", "VARCHAR"),
+    ("AggregationKey", "VARCHAR"),
+    ("SourceType", "VARCHAR"),
+    ("ServiceName", "VARCHAR"),
+    ("Tags", _MAP),
+)
+
+# koban's own tables; TABLE_COLUMNS stays exactly the exporter's.
+OWN_TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {EVENTS: EVENT_COLUMNS}
+ALL_TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {**TABLE_COLUMNS, **OWN_TABLE_COLUMNS}
+
 
 def quote_ident(name: str) -> str:
     """The one quoting function for identifiers (both dialects accept double quotes)."""
@@ -148,7 +168,7 @@ def quote_ident(name: str) -> str:
 def duckdb_ddl() -> list[str]:
     """CREATE TABLE statements for every table, in DuckDB's types."""
     statements = []
-    for table, columns in TABLE_COLUMNS.items():
+    for table, columns in ALL_TABLE_COLUMNS.items():
         cols = ",\n  ".join(f"{quote_ident(c)} {t}" for c, t in columns)
         statements.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)")
     return statements
