@@ -125,3 +125,102 @@ def metric_batch(at_s: int = 30) -> Batch:
 
 def everything() -> Batch:
     return metric_batch()._replace(logs=logs(), spans=spans())
+
+
+# --- metric series (tests/conformance/test_metric_series.py) ------------------------
+# 1-minute buckets over [START, END); the expected numbers are worked out there.
+
+def _stream(name: str, resource: Resource, unit: str = "") -> MetricStream:
+    return MetricStream(name, "", unit, resource, SCOPE)
+
+
+HOST_B = Resource("web", {"service.name": "web", "host.name": "h2", "deployment.environment.name": "prod"})
+
+
+def series_gauges() -> list[GaugePoint]:
+    """sys.cpu: web@h1 10, 20 (minute 0) and 30 (minute 1); web@h2 40; db 100 (minute 0)."""
+    h1, h2, db = _stream("sys.cpu", WEB), _stream("sys.cpu", HOST_B), _stream("sys.cpu", DB)
+    rows = [(h1, 0, 10.0), (h1, 30, 20.0), (h1, 60, 30.0), (h2, 10, 40.0), (db, 20, 100.0)]
+    return [GaugePoint(s, {"core": "0"}, 0, T0 + at * S, v) for s, at, v in rows]
+
+
+def series_delta_counters() -> list[SumPoint]:
+    """jobs.done (delta, as StatsD counters): h1 5 and 7 in minute 0, h2 3 in minute 1."""
+    h1, h2 = _stream("jobs.done", WEB), _stream("jobs.done", HOST_B)
+    rows = [(h1, 10, 5.0), (h1, 20, 7.0), (h2, 70, 3.0)]
+    return [SumPoint(s, {}, T0 + (at - 10) * S, T0 + at * S, v, 1, True) for s, at, v in rows]
+
+
+def series_cumulative_counters() -> list[SumPoint]:
+    """http_requests_total (cumulative, as Prometheus sends it: no start time).
+    Series a: 90 a minute before START, 100, 110 (minute 0), 130, 5 = reset (minute 1),
+    25 (minute 2). Series b started at T0 + 5 s: 7 (minute 0), 9 (minute 1)."""
+    a = _stream("http_requests_total", Resource("api", {"service.name": "api"}))
+    b = _stream("http_requests_total", Resource("api", {"service.name": "api", "host.name": "h9"}))
+    rows = [(a, 0, -60, 90.0), (a, 0, 0, 100.0), (a, 0, 30, 110.0), (a, 0, 60, 130.0), (a, 0, 90, 5.0),
+            (a, 0, 150, 25.0), (b, T0 + 5 * S, 40, 7.0), (b, T0 + 5 * S, 100, 9.0)]  # fmt: skip
+    return [SumPoint(s, {"code": "200"}, st, T0 + at * S, v, 2, True) for s, st, at, v in rows]
+
+
+def series_histograms() -> list[HistogramPoint]:
+    """rpc.latency (cumulative explicit buckets 10, 100, 1000; started at T0):
+    counts (1, 2, 1, 0) sum 300 at 30 s, (1, 4, 3, 0) sum 900 at 90 s."""
+    s = _stream("rpc.latency", API, "ms")
+    return [
+        HistogramPoint(s, {}, T0, T0 + 30 * S, 4, 300.0, (1, 2, 1, 0), (10.0, 100.0, 1000.0), 5.0, 500.0, 2),
+        HistogramPoint(s, {}, T0, T0 + 90 * S, 8, 900.0, (1, 4, 3, 0), (10.0, 100.0, 1000.0), 5.0, 500.0, 2),
+    ]
+
+
+def timer_values(host: int) -> list[float]:
+    """Deterministic, spread latencies in ms for one host (600 values, 0.5 to ~2000)."""
+    return [0.5 + ((i * 7919 + host * 104729) % 1000) ** 1.2 / (1 + host) for i in range(600)]
+
+
+def series_exp_histograms() -> list[ExpHistogramPoint]:
+    """checkout.time (delta, as StatsD timers): three hosts' timer_values in minute 0,
+    the third at scale 6 so merging must downscale."""
+    from koban.ingest.sketch import ExpHistogram
+
+    out = []
+    for host in range(3):
+        h = ExpHistogram(scale=7 if host < 2 else 6)
+        for v in timer_values(host):
+            h.add(v)
+        s = _stream("checkout.time", Resource("checkout", {"service.name": "checkout", "host.name": f"t{host}"}), "ms")
+        out.append(ExpHistogramPoint(s, {}, T0, T0 + 10 * S, aggregation_temporality=1, **h.fields()))
+    return out
+
+
+def series_summaries() -> list[SummaryPoint]:
+    """rpc.summary (cumulative, started at T0): count 4 sum 40 at 30 s, count 10 sum 130 at 90 s."""
+    s = _stream("rpc.summary", API, "ms")
+    return [SummaryPoint(s, {}, T0, T0 + 30 * S, 4, 40.0, (0.5,), (9.0,)),
+            SummaryPoint(s, {}, T0, T0 + 90 * S, 10, 130.0, (0.5,), (12.0,))]  # fmt: skip
+
+
+def series_cumulative_exp_histograms() -> list[ExpHistogramPoint]:
+    """queue.wait (cumulative, as the OTel SDK exports exponential histograms; started at
+    T0): timer_values(3) by 30 s, then timer_values(3) + timer_values(4) by 90 s, at
+    scale 7 first and 6 after, as the SDK downscales a growing histogram."""
+    from koban.ingest.sketch import ExpHistogram
+
+    s = _stream("queue.wait", Resource("worker", {"service.name": "worker"}), "ms")
+    h = ExpHistogram(scale=7)
+    for v in timer_values(3):
+        h.add(v)
+    first = ExpHistogramPoint(s, {}, T0, T0 + 30 * S, aggregation_temporality=2, **h.fields())
+    for v in timer_values(4):
+        h.add(v)
+    h.downscale(1)
+    return [first, ExpHistogramPoint(s, {}, T0, T0 + 90 * S, aggregation_temporality=2, **h.fields())]
+
+
+def metric_series_batch() -> Batch:
+    return Batch(
+        gauges=series_gauges(),
+        sums=series_delta_counters() + series_cumulative_counters(),
+        histograms=series_histograms(),
+        exp_histograms=series_exp_histograms() + series_cumulative_exp_histograms(),
+        summaries=series_summaries(),
+    )

@@ -135,6 +135,34 @@ class Dialect:
         or NaN, by engine) when no row does; callers check the count."""
         raise NotImplementedError
 
+    # --- windows and arrays (metric queries) --------------------------------------
+    def lag(self, expr: str, partition: str, order: str, *, array: bool = False) -> str:
+        """The value of `expr` on the previous row of the same partition; NULL on a
+        partition's first row (for arrays, where ClickHouse has no NULL: an empty array)."""
+        raise NotImplementedError
+
+    def unnest(self, expr: str) -> str:
+        """One row per element of array `expr`, in the select list; no row for an empty one."""
+        raise NotImplementedError
+
+    def array_length(self, expr: str) -> str:
+        raise NotImplementedError
+
+    def to_bigint(self, expr: str) -> str:
+        return f"CAST({expr} AS BIGINT)"
+
+    def materialized_cte(self, name: str, sql: str) -> str:
+        """A WITH entry computed once even when read twice (ClickHouse inlines CTEs
+        anyway; DuckDB may otherwise plan the subquery twice)."""
+        return f"{name} AS ({sql})"
+
+    def map_keys(self, col_sql: str) -> str:
+        """The keys of a string map as an array (in the same order as map_values)."""
+        raise NotImplementedError
+
+    def map_values(self, col_sql: str) -> str:
+        raise NotImplementedError
+
 
 class DuckDBDialect(Dialect):
     name = "duckdb"
@@ -185,6 +213,24 @@ class DuckDBDialect(Dialect):
 
     def quantile_if(self, expr: str, q: float, cond: str) -> str:
         return f"quantile_cont({expr}, {_quantile_literal(q)}) FILTER (WHERE {cond})"
+
+    def lag(self, expr: str, partition: str, order: str, *, array: bool = False) -> str:
+        return f"lag({expr}) OVER (PARTITION BY {partition} ORDER BY {order})"
+
+    def unnest(self, expr: str) -> str:
+        return f"unnest({expr})"
+
+    def array_length(self, expr: str) -> str:
+        return f"len({expr})"
+
+    def materialized_cte(self, name: str, sql: str) -> str:
+        return f"{name} AS MATERIALIZED ({sql})"
+
+    def map_keys(self, col_sql: str) -> str:
+        return f"map_keys({col_sql})"
+
+    def map_values(self, col_sql: str) -> str:
+        return f"map_values({col_sql})"
 
 
 class ClickHouseDialect(Dialect):
@@ -237,6 +283,27 @@ class ClickHouseDialect(Dialect):
 
     def quantile_if(self, expr: str, q: float, cond: str) -> str:
         return f"quantileExactInclusiveIf({_quantile_literal(q)})({expr}, {cond})"
+
+    def lag(self, expr: str, partition: str, order: str, *, array: bool = False) -> str:
+        # lagInFrame (any version) needs the frame; toNullable makes the first row NULL
+        # instead of the type's default. Arrays cannot be Nullable: theirs is [].
+        value = expr if array else f"toNullable({expr})"
+        return (
+            f"lagInFrame({value}) OVER (PARTITION BY {partition} ORDER BY {order}"
+            " ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)"
+        )
+
+    def unnest(self, expr: str) -> str:
+        return f"arrayJoin({expr})"
+
+    def array_length(self, expr: str) -> str:
+        return f"length({expr})"
+
+    def map_keys(self, col_sql: str) -> str:
+        return f"mapKeys({col_sql})"
+
+    def map_values(self, col_sql: str) -> str:
+        return f"mapValues({col_sql})"
 
 
 DUCKDB = DuckDBDialect()

@@ -10,6 +10,9 @@ searches, which records are errors and which number the value aggregations read;
 `AGGREGATIONS` says, per aggregation, the SQL columns it needs per bucket and how a
 bucket's value comes out of them. A metrics source is one more `SOURCES` entry (its
 table, a value column, and a metric name appended to SeriesQuery with a default).
+Metrics turned out to need more than one entry: which table holds a metric decides
+how its points read (gauge, counter, histogram), so `source=metrics` compiles in
+query/metric_series.py (MetricSeriesQuery) and shares the buckets and limits here.
 
 Buckets are aligned to multiples of the interval since the epoch, like
 reads.logs_histogram, so the first one may start before `start_ns`. Every value is a
@@ -160,6 +163,21 @@ def split_by(text: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f for f in fields if f))
 
 
+SOURCE_NAMES = (*SOURCES, "metrics")
+"""Every `source` of /api/timeseries; metrics compile in query/metric_series.py."""
+
+
+def check_interval(start_ns: int, end_ns: int, interval_ns: int) -> None:
+    """Raise BadRequest unless `interval_ns` is whole milliseconds and makes at most
+    MAX_BUCKETS buckets over [start_ns, end_ns)."""
+    if interval_ns < _MS or interval_ns % _MS:
+        raise BadRequest("interval must be a positive whole number of milliseconds", parameter="interval")
+    if len(bucket_starts(start_ns, end_ns, interval_ns)) > MAX_BUCKETS:
+        raise BadRequest(
+            f"interval is too small for this range: more than {MAX_BUCKETS} buckets", parameter="interval"
+        )
+
+
 def _validate(q: SeriesQuery) -> SeriesSource:
     if q.source not in SOURCES:
         raise BadRequest(
@@ -171,12 +189,7 @@ def _validate(q: SeriesQuery) -> SeriesSource:
             f"agg {q.aggregation!r} is not available for {q.source}; use one of {', '.join(allowed)}",
             parameter="agg",
         )
-    if q.interval_ns < _MS or q.interval_ns % _MS:
-        raise BadRequest("interval must be a positive whole number of milliseconds", parameter="interval")
-    if len(bucket_starts(q.start_ns, q.end_ns, q.interval_ns)) > MAX_BUCKETS:
-        raise BadRequest(
-            f"interval is too small for this range: more than {MAX_BUCKETS} buckets", parameter="interval"
-        )
+    check_interval(q.start_ns, q.end_ns, q.interval_ns)
     if len(q.by) > MAX_BY:
         raise BadRequest(f"by takes at most {MAX_BY} fields, got {len(q.by)}", parameter="by")
     return SOURCES[q.source]

@@ -34,12 +34,15 @@ PAGES = {
     "trace": ("trace.html", "traces", "Trace {0}"),
     "services": ("services.html", "services", "Services"),
     "service": ("service.html", "services", "Service {0}"),
+    "metrics": ("metrics.html", "metrics", "Metrics"),
+    "storage": ("storage.html", "storage", "Storage"),
 }
 
 
-def render(name: str, query: Mapping[str, str], param: str = "") -> str:
+def render(name: str, query: Mapping[str, str], param: str = "", **extra: object) -> str:
     """The HTML of page `name` (a key of PAGES) for the URL query `query`; `param` is the
-    path parameter (trace id, service name). Raises KeyError for an unknown page."""
+    path parameter (trace id, service name); `extra` adds to the view model (csrf_token,
+    role). Raises KeyError for an unknown page."""
     template, section, title = PAGES[name]
     model = {
         "page": section,
@@ -50,5 +53,6 @@ def render(name: str, query: Mapping[str, str], param: str = "") -> str:
         "uplot": UPLOT,
         "trace_id": param,
         "service": param,
+        **extra,
     }
     return _env.get_template(template).render(model)
