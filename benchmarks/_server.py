@@ -126,6 +126,16 @@ class KobanServer:
     def peak_rss(self) -> int:
         return self.rss.peak if self.rss else 0
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time (user + system) used so far by the server process and by its
+        children (the decode workers): a cost per record that, unlike a rate, barely
+        moves when other processes load the machine."""
+        assert self.proc is not None
+        proc = psutil.Process(self.proc.pid)
+        used = sum(proc.cpu_times()[:2])
+        children = sum(sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
+        return used, children
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 30 s; removes the temporary data directory."""
         if self.proc is not None and self.proc.poll() is None:

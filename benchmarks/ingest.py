@@ -76,7 +76,12 @@ def main(argv: list[str] | None = None) -> None:
         version = _server.koban_version(a.url)
     else:
         with _server.KobanServer() as server:
+            cpu_before = server.cpu_seconds()
             result = measure(server.url, bodies, end_ms, a.clients, a.timeout)
+            cpu_after = server.cpu_seconds()
+            server_s, workers_s = (after - before for after, before in zip(cpu_after, cpu_before))
+            result["cpu_us_per_record_server"] = round(server_s / result["records"] * 1e6, 2)
+            result["cpu_us_per_record_workers"] = round(workers_s / result["records"] * 1e6, 2)
             version = _server.koban_version(server.url)
             result["peak_rss_mib"] = round(server.peak_rss() / 2**20)
     doc = {"benchmark": "ingest", "date": _server.today(), "machine": _server.machine(), "koban": version,
@@ -85,11 +90,13 @@ def main(argv: list[str] | None = None) -> None:
     path = _server.write_results("ingest", doc)
     print(f"results: {path}", file=sys.stderr)
     m = doc["machine"]
-    print("| machine | date | records | clients | acked rec/s | queryable rec/s | peak RSS MiB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| machine | date | records | clients | acked rec/s | queryable rec/s | peak RSS MiB "
+          "| CPU us/record server + workers |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {m['cpu']}, {m['cores']} cores | {doc['date']} | {result['records']:,} | {a.clients} "
           f"| {result['ack_records_per_s']:,} | {_num(result['queryable_records_per_s'])} "
-          f"| {_num(result['peak_rss_mib'])} |")
+          f"| {_num(result['peak_rss_mib'])} | {result.get('cpu_us_per_record_server', 'n/a')} + "
+          f"{result.get('cpu_us_per_record_workers', 'n/a')} |")
 
 
 def _num(v: int | None) -> str:

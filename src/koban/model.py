@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from itertools import accumulate, chain, repeat
 from operator import add
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 Attributes = dict[str, str]
 
@@ -276,6 +276,23 @@ class SummaryPoint(NamedTuple):
     flags: int = 0
 
 
+class Event(NamedTuple):
+    """A DogStatsD event (`_e{...}`): something that happened (a deploy, an alert), kept
+    in koban's own events table. `tags` maps each `key:value` tag to its value (a bare
+    tag to ""); `service_name` and `host` are also among them when they came as tags."""
+
+    timestamp_ns: int
+    title: str
+    text: str
+    alert_type: str  # error, warning, info or success
+    priority: str  # normal or low
+    host: str
+    aggregation_key: str
+    source_type: str
+    service_name: str
+    tags: Attributes
+
+
 class Batch(NamedTuple):
     """What one decoded request holds. `rejected` counts records the decoder refused
     (reported to OTLP clients as partial success, with `rejected_reason`).
@@ -296,6 +313,11 @@ class Batch(NamedTuple):
     rejected_reason: str = ""
     # last, so that positional construction of the fields above keeps working
     log_columns: tuple[LogColumns, ...] = ()
+    events: tuple[Event, ...] | list[Event] = ()
+    prepared_logs: tuple[Any, ...] = ()
+    """Log records already converted to the store's Arrow table (store/columns.py
+    `prepare_logs`, run in the decode workers so the server process does not pay for
+    it); opaque here, read through `num_rows`. They come after `logs` and `log_columns`."""
 
     @property
     def metric_points(self) -> int:
@@ -309,13 +331,17 @@ class Batch(NamedTuple):
 
     @property
     def record_count(self) -> int:
-        """Records accepted (log records + spans + metric points)."""
+        """Records accepted (log records + spans + metric points + events)."""
         logs = len(self.logs) + sum(c.count for c in self.log_columns)
-        return logs + len(self.spans) + self.metric_points
+        logs += sum(t.num_rows for t in self.prepared_logs)
+        return logs + len(self.spans) + self.metric_points + len(self.events)
 
     def with_log_records(self) -> Batch:
         """This batch with every log record in `logs`, a list of LogRecords in order,
-        and no `log_columns` (for tests, and for code that wants records)."""
+        and no `log_columns` (for tests, and for code that wants records). Raises
+        ValueError for a batch whose logs were already prepared for the store."""
+        if self.prepared_logs:
+            raise ValueError("prepared logs are Arrow tables, not records")
         logs = list(self.logs)
         for c in self.log_columns:
             logs.extend(c.records())
@@ -336,7 +362,8 @@ class Batch(NamedTuple):
             **fields,
             rejected=sum(b.rejected for b in batches),
             log_columns=tuple(chain.from_iterable(b.log_columns for b in batches)),
+            prepared_logs=tuple(chain.from_iterable(b.prepared_logs for b in batches)),
         )
 
 
-SIGNAL_FIELDS = ("logs", "spans", "gauges", "sums", "histograms", "exp_histograms", "summaries")
+SIGNAL_FIELDS = ("logs", "spans", "gauges", "sums", "histograms", "exp_histograms", "summaries", "events")

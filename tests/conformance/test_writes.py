@@ -118,3 +118,24 @@ def test_query_refuses_statements_that_change_data(loaded):
     with pytest.raises(StoreError):
         loaded.query(f"DELETE FROM {schema.LOGS} WHERE 1 = 0", {}, timeout_s=10, max_rows=1)
     assert _count(loaded, schema.LOGS) == 9
+
+
+def test_logs_prepared_by_a_decode_worker_store_the_same_rows(store):
+    """Decode workers hand the writer Arrow tables (columns.prepare_logs) instead of
+    records; merged with records of other requests they must store what records would."""
+    from koban.store.columns import prepare_logs
+
+    everything = records.everything()
+    logs = everything.with_log_records().logs
+    half = len(logs) // 2
+    prepared = prepare_logs(Batch(logs=logs[:half]))
+    assert prepared.prepared_logs and not prepared.logs and prepared.record_count == half
+    mixed = Batch.merge([prepared, everything._replace(logs=logs[half:], log_columns=())])
+    store.write(mixed, lsn=1)
+    d = for_store(store.dialect)
+    page = reads.logs_page_result(run(store, reads.logs_page(d, parse(""), records.START, records.END, 100, None)), 100)
+    assert [r["body"] for r in page["rows"]] == [row[4] for row in reversed(records.LOG_ROWS)]
+    first = page["rows"][-1]
+    assert first["attributes"] == {"http.status_code": "500", "user.id": "7"}
+    assert first["resource"] == records.WEB.attributes
+    assert _count(store, schema.TRACES) == 10

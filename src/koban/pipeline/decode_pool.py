@@ -34,6 +34,9 @@ def _worker_init(parent_pid: int) -> None:
     """Each worker ignores Ctrl-C (the server shuts it down) and exits on its own when
     the server is gone, even after a kill -9 that gave the server no time to stop it."""
     import koban.ingest  # noqa: F401  (imported now, not by the first request)
+    from koban.store.columns import warm_up
+
+    warm_up()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -46,10 +49,16 @@ def _worker_init(parent_pid: int) -> None:
 
 
 class DecodePool:
-    def __init__(self, decode: Decode, workers: int, *, inline_below: int = INLINE_BELOW_BYTES) -> None:
-        """`decode` must be a module-level function (it is pickled to the workers).
-        With `workers` 0 everything is decoded in this process."""
+    def __init__(
+        self, decode: Decode, workers: int, *, worker_decode: Decode | None = None,
+        inline_below: int = INLINE_BELOW_BYTES,
+    ) -> None:
+        """`decode` runs in this process (small payloads, or `workers` 0); the workers
+        run `worker_decode` (default: `decode`), which may do more for the same result
+        (prepare the batch for the store) since its time is not this process's. Both
+        must pickle: module-level functions or partials of them."""
         self._decode = decode
+        self._worker_decode = worker_decode or decode
         self._workers = workers
         self._inline_below = inline_below
         self._pool: ProcessPoolExecutor | None = None
@@ -72,7 +81,7 @@ class DecodePool:
             return self._decode(codec, payload, received_ns)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self._decode, codec, payload, received_ns)
+            return await loop.run_in_executor(self._pool, self._worker_decode, codec, payload, received_ns)
         except BrokenProcessPool:
             log.error("a decode worker died; starting new ones and decoding this request in place")
             self._pool.shutdown(wait=False, cancel_futures=True)

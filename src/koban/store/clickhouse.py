@@ -28,7 +28,7 @@ from koban.errors import ConfigError, QueryTimeout, StoreError
 from koban.model import Batch
 from koban.settings import Settings
 from koban.store import schema
-from koban.store.base import QueryResult
+from koban.store.base import QueryResult, TableUsage
 from koban.store.clickhouse_schema import STATE_TABLE, Layout, ddl, quote
 from koban.store.columns import batch_to_arrow
 
@@ -57,6 +57,7 @@ _DATA_ERROR_CODES = frozenset({
     321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
 })  # fmt: skip
 _TIMEOUT_CODES = frozenset({159, 394})  # TIMEOUT_EXCEEDED, QUERY_WAS_CANCELLED
+_MEMORY_LIMIT_EXCEEDED = 241
 
 INSTANCE_ID_FILE = "instance_id"
 
@@ -121,6 +122,7 @@ class ClickHouseStore:
         retention_days: dict[str, float] | None = None,
         instance: str = "default",
         insert_local: bool = False,
+        query_max_memory_bytes: int = 0,
     ) -> None:
         """Use `client` (a clickhouse-connect client, HTTP or chdb) and create koban's
         database and tables in it if missing. `database` defaults to the client's.
@@ -136,6 +138,7 @@ class ClickHouseStore:
         self.instance = instance
         self._write_lock = threading.Lock()
         self._closed = False
+        self.query_max_memory_bytes = query_max_memory_bytes  # per read query; 0: the server's own
         try:
             for statement in ddl(self.layout):
                 client.command(statement)
@@ -170,6 +173,7 @@ class ClickHouseStore:
             retention_days=retention,
             instance=instance_id(settings.data_dir),
             insert_local=settings.clickhouse_insert_local,
+            query_max_memory_bytes=settings.query_max_memory_bytes,
         )
 
     def _cluster_settings(self) -> dict[str, Any]:
@@ -273,10 +277,18 @@ class ClickHouseStore:
             # 2: reads only, but settings like the ones above may still be set
             "readonly": 2,
         }
+        if self.query_max_memory_bytes:
+            settings["max_memory_usage"] = self.query_max_memory_bytes
         try:
             result = self._client.query(sql, parameters=params or None, settings=settings)
         except ClickHouseError as e:
             code = getattr(e, "code", None)
+            if code == _MEMORY_LIMIT_EXCEEDED or "MEMORY_LIMIT_EXCEEDED" in str(e):
+                budget = self.query_max_memory_bytes
+                raise StoreError(
+                    f"the query needs more memory than its budget of {budget} bytes (query_max_memory_bytes); "
+                    "narrow the time range or the search", budget=budget,
+                ) from e
             if code in _TIMEOUT_CODES or _is_read_timeout(e):
                 raise QueryTimeout(f"query cancelled after {timeout_s:g} s", timeout_s=timeout_s) from e
             raise StoreError(f"ClickHouse query failed: {e}", sql=sql, code=code) from e
@@ -295,6 +307,33 @@ class ClickHouseStore:
         except ClickHouseError:
             return 0
         return int(result.result_rows[0][0] or 0) if result.result_rows else 0
+
+    def usage(self) -> dict[str, TableUsage]:
+        """Each table's active parts (bytes on disk and rows, on every node of the
+        cluster; rows a lightweight DELETE masked stay in them until a merge) and its
+        live rows. Raises StoreError when ClickHouse fails."""
+        self._check_open()
+        cluster = self.layout.cluster
+        parts = f"clusterAllReplicas({quote(cluster)}, system.parts)" if cluster else "system.parts"
+        try:
+            result = self._client.query(
+                f"SELECT table, sum(bytes_on_disk), sum(rows) FROM {parts}"
+                " WHERE database = {db:String} AND active GROUP BY table",
+                parameters={"db": self.database},
+            )
+            on_disk = {str(t): (int(b or 0), int(r or 0)) for t, b, r in result.result_rows}
+            out = {}
+            for table in schema.ALL_TABLE_COLUMNS:
+                size, stored = on_disk.get(self.layout.local(table), (0, 0))
+                live = self._client.query(f"SELECT count() FROM {quote(table)}").result_rows[0][0]
+                out[table] = TableUsage(size, stored, int(live or 0))
+        except ClickHouseError as e:
+            raise StoreError(f"ClickHouse storage statistics failed: {e}") from e
+        return out
+
+    def trim_memory(self, idle_for_s: float) -> bool:
+        """Nothing to give back: ClickHouse keeps its caches in its own process."""
+        return False
 
     def close(self) -> None:
         """Close the client. Calling it again does nothing."""

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from koban.model import Batch, Exemplar, LogColumns
+from koban.model import Batch, Exemplar, LogColumns, LogRecord, Resource, Scope
 from koban.store import schema
 
 _SCALARS: dict[str, pa.DataType] = {
@@ -58,7 +58,8 @@ _TS = pa.timestamp("ns")
 
 def batch_to_arrow(batch: Batch, *, dictionary_maps: bool = False) -> dict[str, pa.Table]:
     """Table name -> Arrow table with exactly the columns of schema.TABLE_COLUMNS[table],
-    in order, typed as arrow_schema(table). Only tables with rows appear.
+    in order, typed as arrow_schema(table) (and koban_events: schema.EVENT_COLUMNS, from
+    `batch.events`). Only tables with rows appear.
 
     With `dictionary_maps`, the resource and scope attribute columns may instead be
     dictionary-encoded maps (same values, far cheaper for DuckDB to ingest).
@@ -66,10 +67,12 @@ def batch_to_arrow(batch: Batch, *, dictionary_maps: bool = False) -> dict[str, 
     fit its column, e.g. a negative duration."""
     shared = _dictionary_maps if dictionary_maps else _repeated_maps
     out: dict[str, pa.Table] = {}
-    logs = [LogColumns.from_records(batch.logs)] if batch.logs else []
-    logs.extend(c for c in batch.log_columns if c.count)
+    logs = [t for t in batch.prepared_logs if t.num_rows]
+    converted = _logs_table(batch, shared)
+    if converted is not None:
+        logs.append(converted)
     if logs:
-        out[schema.LOGS] = _table(schema.LOGS, _log_columns(LogColumns.concat(logs), shared))
+        out[schema.LOGS] = _concat(logs, dictionary_maps)
     for table, records, build in (
         (schema.TRACES, batch.spans, _span_columns),
         (schema.GAUGE, batch.gauges, _gauge_columns),
@@ -80,7 +83,65 @@ def batch_to_arrow(batch: Batch, *, dictionary_maps: bool = False) -> dict[str, 
     ):
         if records:
             out[table] = _table(table, build(records, shared))
+    if batch.events:
+        out[schema.EVENTS] = events_to_arrow(batch.events)
     return out
+
+
+def prepare_logs(batch: Batch) -> Batch:
+    """`batch` with its log records (`logs`, `log_columns`) turned into one otel_logs
+    Arrow table in `prepared_logs`, resource and scope maps dictionary-encoded.
+
+    This is the costliest part of batch_to_arrow; the decode workers call it so the
+    server process, whose one core runs the event loop and the store writer, does not.
+    An Arrow table also crosses the process boundary far cheaper than pickled strings.
+    Raises what batch_to_arrow raises."""
+    table = _logs_table(batch, _dictionary_maps)
+    if table is None:
+        return batch
+    return batch._replace(logs=(), log_columns=(), prepared_logs=(*batch.prepared_logs, table))
+
+
+def warm_up() -> None:
+    """Convert one small batch, so that what pyarrow loads on its first conversion
+    (pandas, when installed: over a second) is loaded now rather than by a request."""
+    resource = Resource("warm-up", {"service.name": "warm-up"})
+    scope = Scope("warm-up")
+    prepare_logs(Batch(logs=[LogRecord(0, 0, "", "", 0, "", 0, "", {}, resource, scope)] * 2))
+
+
+def _logs_table(batch: Batch, shared: SharedMaps) -> pa.Table | None:
+    logs = [LogColumns.from_records(batch.logs)] if batch.logs else []
+    logs.extend(c for c in batch.log_columns if c.count)
+    if not logs:
+        return None
+    return _table(schema.LOGS, _log_columns(LogColumns.concat(logs), shared))
+
+
+def _concat(tables: list[pa.Table], dictionary_maps: bool) -> pa.Table:
+    """One table from tables of the same columns, some of which may hold dictionary-
+    encoded maps; those are decoded unless `dictionary_maps`, or when the column types
+    differ between tables (concatenation needs one type per column)."""
+    if len(tables) == 1 and (dictionary_maps or not _has_dictionaries(tables[0])):
+        return tables[0]
+    if not dictionary_maps or len({t.schema for t in tables}) > 1:
+        tables = [_decode_dictionaries(t) for t in tables]
+    return pa.concat_tables(tables)
+
+
+def _has_dictionaries(table: pa.Table) -> bool:
+    return any(pa.types.is_dictionary(f.type) for f in table.schema)
+
+
+def _decode_dictionaries(table: pa.Table) -> pa.Table:
+    if not _has_dictionaries(table):
+        return table
+    columns = [
+        pa.chunked_array([c.dictionary_decode() for c in col.chunks], type=col.type.value_type)
+        if pa.types.is_dictionary(col.type) else col
+        for col in table.columns
+    ]
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def _table(table: str, columns: dict[str, Any]) -> pa.Table:
@@ -339,3 +400,28 @@ def _summary_columns(points: Sequence[Any], shared: SharedMaps) -> dict[str, Any
         "ValueAtQuantiles.Quantile": _list_of([p.quantiles for p in points], pa.float64()),
         "ValueAtQuantiles.Value": _list_of([p.quantile_values for p in points], pa.float64()),
     }
+
+
+# --- koban's own tables ---------------------------------------------------------------
+
+_EVENT_SCHEMA = pa.schema([pa.field(name, arrow_type(t)) for name, t in schema.EVENT_COLUMNS])
+
+
+def events_to_arrow(events: Sequence[Any]) -> pa.Table:
+    """The koban_events table of `events` (model.Event), columns in schema order. Raises
+    what batch_to_arrow raises when a field does not fit its column."""
+    columns = {
+        "Timestamp": [e.timestamp_ns for e in events],
+        "Title": [e.title for e in events],
+        "Text": [e.text for e in events],
+        "AlertType": [e.alert_type for e in events],
+        "Priority": [e.priority for e in events],
+        "Host": [e.host for e in events],
+        "AggregationKey": [e.aggregation_key for e in events],
+        "SourceType": [e.source_type for e in events],
+        "ServiceName": [e.service_name for e in events],
+        "Tags": _maps([e.tags for e in events]),
+    }
+    arrays = [col if isinstance(col, pa.Array) else _array(col, f.type) for f, col in
+              ((f, columns[f.name]) for f in _EVENT_SCHEMA)]
+    return pa.Table.from_arrays(arrays, schema=_EVENT_SCHEMA)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pyarrow as pa
 from koban.errors import QueryTimeout, StoreError
 from koban.model import Batch
 from koban.store import schema
-from koban.store.base import QueryResult
+from koban.store.base import QueryResult, TableUsage
 from koban.store.columns import batch_to_arrow
 
 # DuckDB-only bookkeeping: ClickHouse deduplicates by insert token instead.
@@ -43,6 +44,11 @@ _DATA_ERRORS = (
 )
 
 
+_TRIM_TO = "8MB"
+"""What trim_memory lowers DuckDB's limit to for a moment: the cache it leaves behind.
+(Much lower and DuckDB cannot allocate what the SET itself needs.)"""
+
+
 class DuckDBStore:
     """koban.store.base.Store over an embedded DuckDB database."""
 
@@ -60,6 +66,7 @@ class DuckDBStore:
         table. Raises StoreError when the file cannot be opened (e.g. another process
         holds it) or a setting is refused."""
         self._path = None if str(path) == ":memory:" else Path(path)
+        self._memory_limit = memory_limit  # named in the error of a query that needs more
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         # Without a limit DuckDB takes 80% of RAM; the process has other work to do.
@@ -97,6 +104,11 @@ class DuckDBStore:
         self._write_lock = threading.Lock()
         self._cursor_lock = threading.Lock()
         self._closed = False
+        # idle memory trim (trim_memory): reads in flight, a trim in progress, last use
+        self._reads = threading.Condition()
+        self._active_reads = 0
+        self._trimming = False
+        self._last_used = time.monotonic()
 
     # --- writes ---------------------------------------------------------------------
 
@@ -136,6 +148,7 @@ class DuckDBStore:
                 _rollback(con)  # never leave the writer inside a transaction
                 raise
             self._applied_lsn = lsn
+            self._last_used = time.monotonic()
 
     def applied_lsn(self) -> int:
         """The highest LSN whose batch is stored; 0 when none is."""
@@ -176,6 +189,17 @@ class DuckDBStore:
         `max_rows` rows come back. Raises QueryTimeout when it runs past `timeout_s`
         (it is interrupted), StoreError for any other failure, including SQL DuckDB
         rejects and statements that are not reads (both are koban bugs, not the client's)."""
+        with self._reads:
+            self._reads.wait_for(lambda: not self._trimming)
+            self._active_reads += 1
+        try:
+            return self._query(sql, params, timeout_s=timeout_s, max_rows=max_rows)
+        finally:
+            with self._reads:
+                self._active_reads -= 1
+                self._last_used = time.monotonic()
+
+    def _query(self, sql: str, params: dict[str, Any], *, timeout_s: float, max_rows: int) -> QueryResult:
         cur = self._cursor()
         timed_out = threading.Event()
 
@@ -200,6 +224,13 @@ class DuckDBStore:
             # The result streams, so fetching a few rows does not compute them all.
             rows = cur.fetchmany(max_rows)
             return QueryResult(columns, rows)
+        except duckdb.OutOfMemoryException as e:
+            # the query fails, the server and the other queries carry on
+            raise StoreError(
+                f"the query needs more memory than the store's budget of {self._memory_limit} "
+                "(duckdb_memory_limit); narrow the time range or the search",
+                budget=self._memory_limit,
+            ) from e
         except duckdb.Error as e:
             if timed_out.is_set():
                 raise QueryTimeout(f"query cancelled after {timeout_s:g} s", timeout_s=timeout_s) from e
@@ -220,6 +251,29 @@ class DuckDBStore:
 
     # --- housekeeping ---------------------------------------------------------------
 
+    def trim_memory(self, idle_for_s: float) -> bool:
+        """When nothing has read or written for `idle_for_s` seconds, give back the
+        memory DuckDB keeps after queries (cached table blocks, allocator caches):
+        DuckDB only evicts under pressure, so its limit is lowered for a moment. Reads
+        wait for the few milliseconds it takes. Returns whether it trimmed."""
+        with self._reads:
+            if self._active_reads or time.monotonic() - self._last_used < idle_for_s:
+                return False
+            self._trimming = True
+        try:
+            with self._write_lock:
+                self._check_open()
+                self._writer.execute(f"SET memory_limit = '{_TRIM_TO}'")
+                # the setting's own value, which duckdb.connect already accepted
+                self._writer.execute(f"SET memory_limit = '{self._memory_limit}'")
+            return True
+        except duckdb.Error:
+            return False  # a read or write that needs the memory will still get it
+        finally:
+            with self._reads:
+                self._trimming = False
+                self._reads.notify_all()
+
     def disk_bytes(self) -> int:
         """Size of the database file plus its write-ahead log; 0 for ":memory:"."""
         if self._path is None:
@@ -231,6 +285,47 @@ class DuckDBStore:
             except FileNotFoundError:
                 pass
         return total
+
+    def usage(self) -> dict[str, TableUsage]:
+        """Each table's blocks in the file (block size x distinct blocks it uses) plus
+        its share of the WAL (by rows not yet checkpointed), the rows those hold
+        (deleted ones stay in a row group until DuckDB rewrites it) and its live rows.
+        Raises StoreError when DuckDB fails."""
+        cur = self._cursor()
+        try:
+            block_size = int(cur.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0])
+            measured = {}
+            for table in schema.ALL_TABLE_COLUMNS:
+                # `table` is one of our own names, never a client's; storage_info takes it as a string
+                blocks, stored, unsaved = cur.execute(
+                    "SELECT count(DISTINCT block_id) FILTER (WHERE persistent),"
+                    " coalesce(sum(count) FILTER (WHERE column_path = '[0]'), 0),"
+                    " coalesce(sum(count) FILTER (WHERE column_path = '[0]' AND NOT persistent), 0)"
+                    " FROM pragma_storage_info($t)",
+                    {"t": table},
+                ).fetchone()
+                live = cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                measured[table] = (int(blocks) * block_size, int(stored), int(unsaved), int(live))
+        except duckdb.Error as e:
+            raise StoreError(f"DuckDB storage statistics failed: {e}") from e
+        finally:
+            cur.close()
+        wal = self._wal_bytes()
+        unsaved_total = sum(m[2] for m in measured.values())
+        return {
+            table: TableUsage(
+                size + (wal * unsaved // unsaved_total if unsaved_total else 0), stored, live
+            )
+            for table, (size, stored, unsaved, live) in measured.items()
+        }
+
+    def _wal_bytes(self) -> int:
+        if self._path is None:
+            return 0
+        try:
+            return os.path.getsize(self._path.with_name(self._path.name + ".wal"))
+        except FileNotFoundError:
+            return 0
 
     def close(self) -> None:
         """Close every connection (DuckDB checkpoints on close). Calling it again does nothing."""
