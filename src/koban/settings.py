@@ -10,6 +10,7 @@ the environment. docs/configuration.md lists every option (a test checks it).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tomllib
@@ -39,6 +40,7 @@ class Settings:
     statsd_gauge_deltas: bool = _opt(
         True, "Read a signed StatsD gauge (+N/-N) as a change to the last value; false reads it as the value."
     )
+    statsd_processes: int = _opt(1, "Processes reading the StatsD port (SO_REUSEPORT); 2 uses a second core.")
     datadog_port: int = _opt(8126, "Datadog trace agent port (0 turns it off). Listener arrives with the Datadog work.")
     # storage
     data_dir: str = _opt("./koban-data", "Directory for the database file and the write-ahead log.")
@@ -54,6 +56,9 @@ class Settings:
     )
     duckdb_memory_limit: str = _opt("512MB", "Memory DuckDB may use (it would take 80% of RAM otherwise).")
     duckdb_threads: int = _opt(0, "Threads DuckDB may use for one query (0: one per core).")
+    memory_trim_idle_s: float = _opt(
+        30.0, "After this many idle seconds, give cached memory back to the OS (0: never)."
+    )
     retention_logs_days: float = _opt(15.0, "Keep log records this many days.")
     retention_spans_days: float = _opt(15.0, "Keep spans this many days.")
     retention_metrics_days: float = _opt(15.0, "Keep metric points this many days.")
@@ -75,8 +80,58 @@ class Settings:
     query_max_rows: int = _opt(1000, "Most rows one page of search results may hold.")
     query_concurrency: int = _opt(4, "Queries that may run at once; more wait their turn.")
     # auth (docs/security.md)
+    auth: bool = _opt(
+        False, "Require sign-in for the UI and read API and an ingest key for ingest (needed to bind beyond loopback)."
+    )
+    secret_key: str = _opt(
+        "", "Key that signs session cookies (empty: one is generated once into data_dir/secret_key).", secret=True
+    )
+    session_max_age_s: float = _opt(8 * 3600.0, "Seconds a sign-in lasts before the user must sign in again.")
+    statsd_allowed_networks: str = _opt(
+        "", "Comma-separated networks (CIDR) StatsD datagrams are taken from (empty: all); others are dropped, counted."
+    )
+    oidc_issuer: str = _opt("", "OpenID Connect issuer URL for single sign-on (empty: SSO off).")
+    oidc_client_id: str = _opt("", "Client id koban has at the OpenID provider.")
+    oidc_client_secret: str = _opt("", "Client secret koban has at the OpenID provider.", secret=True)
+    oidc_scopes: str = _opt("openid email profile", "Scopes asked of the OpenID provider, space-separated.")
+    oidc_role_claim: str = _opt("groups", "ID token claim (dotted path for nested ones) whose values map to roles.")
+    oidc_role_map: str = _opt("", "Claim value to koban role, e.g. 'koban-admins=admin,devs=editor'.")
+    oidc_default_role: str = _opt("", "Role of an SSO user whom oidc_role_map gives none (empty: refuse them).")
+    public_url: str = _opt("", "koban's external base URL, for SSO redirects (empty: taken from each request).")
     # limits and scrubbing (docs/security.md)
+    scrub_default_rules: bool = _opt(
+        True, "Mask passwords, bearer tokens, card numbers and AWS keys in ingested telemetry (the default rules)."
+    )
+    scrub_rules: tuple = _opt(
+        (), "Your own scrubbing rules ([[scrub_rules]] tables: name, pattern (regex), replacement, fields)."
+    )
+    max_records_per_request: int = _opt(100_000, "Most records one ingest request may hold (413 above).")
+    max_attributes_per_record: int = _opt(
+        128,
+        "Attributes kept per record, span event, link or metric point; the rest are dropped, counted (0: no limit).",
+    )
+    max_attribute_value_length: int = _opt(
+        16_384, "Characters kept of an attribute value; longer values are truncated and counted (0: no limit)."
+    )
+    max_series_per_metric: int = _opt(
+        10_000, "Series one metric may have; points of new series beyond it are dropped and counted (0: no limit)."
+    )
+    query_max_memory_bytes: int = _opt(
+        2 * 2**30, "ClickHouse: memory one query may use (max_memory_usage; 0: the server's default)."
+    )
+    query_concurrency_per_user: int = _opt(
+        8, "Queries one user (or client address, without auth) may have running or waiting; 429 beyond."
+    )
+    tail_max_connections: int = _opt(16, "Live tails open at once, over all users; 429 beyond.")
+    max_disk_bytes: int = _opt(
+        0, "Disk budget for stored data; over it, retention deletes the oldest data first (0: no budget)."
+    )
     # Prometheus scrape (docs/metrics.md)
+    scrape_jobs: tuple = _opt(
+        (),
+        "Prometheus scrape jobs ([[scrape_jobs]] tables: job_name, targets, scrape_interval, scrape_timeout, "
+        "metrics_path, scheme, labels).",
+    )
     # process
     log_level: str = _opt("info", "Log level: debug, info, warning, error.")
     demo: bool = _opt(False, "Also run the demo shop load against this server.")
@@ -143,6 +198,35 @@ def _convert_tables(name: str, raw: Any, source: str) -> tuple[dict[str, Any], .
     return tuple(raw)
 
 
+_ROLES = ("viewer", "editor", "admin")  # koban.auth.principal.ROLES; settings imports nothing of auth
+
+
+def parse_role_map(text: str) -> dict[str, str]:
+    """`oidc_role_map` ("koban-admins=admin, devs=editor") as {claim value: role}.
+    Raises ConfigError naming the entry that is not `value=role` with a known role."""
+    out: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        value, sep, role = (part.strip() for part in entry.rpartition("="))
+        if not sep or not value or role not in _ROLES:
+            raise ConfigError(f"oidc_role_map: {entry!r} must be claim-value=role with role one of {', '.join(_ROLES)}")
+        out[value] = role
+    return out
+
+
+def _validate_oidc(s: Settings) -> None:
+    parse_role_map(s.oidc_role_map)
+    if s.oidc_default_role not in ("", *_ROLES):
+        raise ConfigError(f"oidc_default_role must be empty or one of {', '.join(_ROLES)}, got {s.oidc_default_role!r}")
+    for name in ("oidc_issuer", "public_url"):
+        value = getattr(s, name)
+        if value and not value.startswith(("https://", "http://")):
+            raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    if s.oidc_issuer and not s.oidc_client_id:
+        raise ConfigError("oidc_issuer is set but oidc_client_id is not (KOBAN_OIDC_CLIENT_ID)")
+    if s.oidc_issuer and "openid" not in s.oidc_scopes.split():
+        raise ConfigError(f"oidc_scopes must include 'openid', got {s.oidc_scopes!r}")
+
+
 def _validate(s: Settings) -> None:
     for name in ("port", "otlp_http_port", "otlp_grpc_port", "statsd_port", "datadog_port"):
         value = getattr(s, name)
@@ -152,6 +236,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"store must be 'duckdb' or 'clickhouse', got {s.store!r}")
     if s.store == "clickhouse" and not s.clickhouse_url:
         raise ConfigError("store is 'clickhouse' but clickhouse_url is not set (KOBAN_CLICKHOUSE_URL)")
+    if not 1 <= s.statsd_processes <= 64:
+        raise ConfigError(f"statsd_processes must be between 1 and 64, got {s.statsd_processes}")
     if s.statsd_flush_interval_s <= 0:
         raise ConfigError(f"statsd_flush_interval_s must be positive, got {s.statsd_flush_interval_s}")
     if s.decode_workers < 0:
@@ -161,6 +247,32 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{name} must be positive, got {getattr(s, name)}")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be one of debug, info, warning, error, got {s.log_level!r}")
+    _validate_oidc(s)
+    _validate_auth(s)
+    _validate_limits(s)
+
+
+def _validate_limits(s: Settings) -> None:
+    from koban.ingest.scrub import parse_user_rules  # the rule format lives with the scrubber
+
+    parse_user_rules(s.scrub_rules)  # ConfigError naming the rule
+    for name in ("max_records_per_request", "query_concurrency_per_user", "tail_max_connections"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(s, name)}")
+    for name in ("max_attributes_per_record", "max_attribute_value_length", "max_series_per_metric",
+                 "query_max_memory_bytes", "max_disk_bytes"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"{name} must be 0 (no limit) or more, got {getattr(s, name)}")
+
+
+def _validate_auth(s: Settings) -> None:
+    if s.session_max_age_s <= 0:
+        raise ConfigError(f"session_max_age_s must be positive, got {s.session_max_age_s}")
+    for network in filter(None, (n.strip() for n in s.statsd_allowed_networks.split(","))):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"statsd_allowed_networks: {network!r} is not a network (CIDR) or address") from None
 
 
 def load_settings(
@@ -215,3 +327,9 @@ def client_url(environ: Mapping[str, str] | None = None) -> str:
     """The server the CLI talks to: $KOBAN_URL, else http://127.0.0.1:7070."""
     env = os.environ if environ is None else environ
     return env.get("KOBAN_URL", "http://127.0.0.1:7070")
+
+
+def client_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The API token the CLI sends when the server has auth on: $KOBAN_TOKEN."""
+    env = os.environ if environ is None else environ
+    return env.get("KOBAN_TOKEN") or None

@@ -56,7 +56,11 @@ class KobanServer:
             "--datadog-port", "0",
         ]
         for name, value in self.options.items():
-            args += ["--" + name.replace("_", "-"), str(value)]
+            flag = name.replace("_", "-")
+            if isinstance(value, bool):  # boolean options are --name / --no-name
+                args.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                args += [f"--{flag}", str(value)]
         if self.config_toml is not None:
             config = self.log_path.with_suffix(".toml")
             config.write_text(self.config_toml)

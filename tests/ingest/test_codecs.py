@@ -10,7 +10,7 @@ from koban.ingest import CODECS, decode
 RECEIVED = 1_767_225_600_000_000_000
 
 
-def test_it_offers_exactly_the_otlp_and_remote_write_codecs():
+def test_it_offers_exactly_the_known_codecs():
     assert set(CODECS) == {
         "otlp-proto/logs",
         "otlp-proto/traces",
@@ -19,6 +19,8 @@ def test_it_offers_exactly_the_otlp_and_remote_write_codecs():
         "otlp-json/traces",
         "otlp-json/metrics",
         "prom-rw/metrics",
+        "prom-text/metrics",  # a Prometheus scrape: envelope + exposition body
+        "koban-events/jsonl",  # DogStatsD events
     }
 
 

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from koban.errors import DecodeError
-from koban.ingest import CODECS, decode
-from koban.model import Batch
+from koban.ingest import CODECS, decode, events, prom_text
+from koban.model import Batch, Event
 
 RECEIVED = 1_767_225_600_000_000_000
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -42,6 +42,12 @@ def _golden_payloads(otlp) -> dict[str, bytes]:
     payloads["otlp-proto/metrics"] = otlp.golden_metrics_request().SerializeToString()
     snappy_body = (otlp.DATA.parent / "prom_remote_write" / "workload-3-series.pb.snappy").read_bytes()
     payloads["prom-rw/metrics"] = bytes(cramjam.snappy.decompress_raw(snappy_body))
+    header = prom_text.ScrapeHeader("shop", "127.0.0.1:9100", {}, RECEIVED, False, RECEIVED, {}, 1, 0.01, 2)
+    payloads["prom-text/metrics"] = prom_text.encode_envelope(header, b"# TYPE c counter\nc_total 4\ng 1.5\n")
+    payloads["koban-events/jsonl"] = events.encode([
+        Event(RECEIVED, "deploy", "checkout 1.4.1", "info", "normal", "web-1", "deploys", "ci", "checkout",
+              {"env": "prod", "canary": ""}),
+    ])  # fmt: skip
     return payloads
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from koban.errors import DecodeError
-from koban.ingest import otlp_json, otlp_proto, prom_remote_write
+from koban.ingest import events, otlp_json, otlp_proto, prom_remote_write, prom_text
 from koban.model import Batch
 
 Decoder = Callable[[bytes, int], Batch]
@@ -22,6 +22,8 @@ CODECS: dict[str, Decoder] = {
     "otlp-json/traces": otlp_json.decode_traces,
     "otlp-json/metrics": otlp_json.decode_metrics,
     "prom-rw/metrics": prom_remote_write.decode,
+    prom_text.CODEC: prom_text.decode,  # a Prometheus scrape: envelope + exposition body
+    events.CODEC: events.decode,  # DogStatsD events of a StatsD flush window
 }
 
 
