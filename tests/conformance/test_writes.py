@@ -25,14 +25,21 @@ def _counts(store: Store) -> dict[str, int]:
     return {table: _count(store, table) for table in schema.TABLE_COLUMNS}
 
 
-def test_each_signal_reads_back_as_written(loaded):
-    store = loaded
+def _assert_known_logs(store: Store) -> dict:
+    """The known log records read back as written; returns the oldest row."""
     d = for_store(store.dialect)
     page = reads.logs_page_result(run(store, reads.logs_page(d, parse(""), records.START, records.END, 100, None)), 100)
     assert [r["body"] for r in page["rows"]] == [row[4] for row in reversed(records.LOG_ROWS)]
     first = page["rows"][-1]
     assert first["attributes"] == {"http.status_code": "500", "user.id": "7"}
     assert first["resource"] == records.WEB.attributes
+    return first
+
+
+def test_each_signal_reads_back_as_written(loaded):
+    store = loaded
+    d = for_store(store.dialect)
+    first = _assert_known_logs(store)
     assert (first["trace_id"], first["severity"], first["scope"]) == (
         records.TRACE_A, "ERROR", {"name": "koban.tests", "version": "1.2.3"})  # fmt: skip
     spans = reads.spans_page_result(run(store, reads.spans_page(d, parse(""), records.START, records.END, 100, None)), 100)
@@ -132,10 +139,5 @@ def test_logs_prepared_by_a_decode_worker_store_the_same_rows(store):
     assert prepared.prepared_logs and not prepared.logs and prepared.record_count == half
     mixed = Batch.merge([prepared, everything._replace(logs=logs[half:], log_columns=())])
     store.write(mixed, lsn=1)
-    d = for_store(store.dialect)
-    page = reads.logs_page_result(run(store, reads.logs_page(d, parse(""), records.START, records.END, 100, None)), 100)
-    assert [r["body"] for r in page["rows"]] == [row[4] for row in reversed(records.LOG_ROWS)]
-    first = page["rows"][-1]
-    assert first["attributes"] == {"http.status_code": "500", "user.id": "7"}
-    assert first["resource"] == records.WEB.attributes
+    _assert_known_logs(store)
     assert _count(store, schema.TRACES) == 10

@@ -14,6 +14,7 @@ from typing import Any
 from koban.query import ast
 from koban.query.compile import Column, Source, TextColumn, compile_filter, describe
 from koban.query.dialects import Dialect, Statement
+from koban.query.reads import as_dict
 from koban.query.timeparse import format_rfc3339_ns
 from koban.store import schema
 from koban.store.base import QueryResult
@@ -79,17 +80,6 @@ def events_result(result: QueryResult, q: ast.Node) -> dict[str, Any]:
     for row in result.rows:
         r = dict(zip(result.columns, row))
         ts = int(r.pop("timestamp_ns"))
-        r["tags"] = _as_dict(r["tags"])
+        r["tags"] = as_dict(r["tags"])
         events.append({"timestamp": format_rfc3339_ns(ts), "timestamp_ns": ts, **r})
     return {"events": events, "query": describe(q, EVENTS)}
-
-
-def _as_dict(value: Any) -> dict[str, str]:
-    """A map column as a dict, whatever shape the driver returns it in."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        if set(value) == {"key", "value"} and isinstance(value["key"], list):
-            return dict(zip(value["key"], value["value"]))  # older DuckDB map shape
-        return dict(value)
-    return dict(value)  # a list of (key, value) pairs

@@ -46,7 +46,7 @@ def _rows(result: QueryResult) -> list[dict[str, Any]]:
     return [dict(zip(result.columns, row)) for row in result.rows]
 
 
-def _as_dict(value: Any) -> dict[str, str]:
+def as_dict(value: Any) -> dict[str, str]:
     """A map column as a dict, whatever shape the driver returns it in."""
     if value is None:
         return {}
@@ -168,8 +168,8 @@ def _log_row(r: dict[str, Any]) -> dict[str, Any]:
         "body": r["body"],
         "trace_id": r["trace_id"],
         "span_id": r["span_id"],
-        "attributes": _as_dict(r["attributes"]),
-        "resource": _as_dict(r["resource"]),
+        "attributes": as_dict(r["attributes"]),
+        "resource": as_dict(r["resource"]),
         "scope": {"name": r["scope_name"], "version": r["scope_version"]},
     }
 
@@ -358,11 +358,11 @@ def _span_columns(dialect: Dialect) -> list[str]:
 def _span(r: dict[str, Any]) -> dict[str, Any]:
     start = int(r["start_ns"])
     events = [
-        {"timestamp": format_rfc3339_ns(int(t)), "timestamp_ns": int(t), "name": n, "attributes": _as_dict(a)}
+        {"timestamp": format_rfc3339_ns(int(t)), "timestamp_ns": int(t), "name": n, "attributes": as_dict(a)}
         for t, n, a in zip(_list(r["event_times"]), _list(r["event_names"]), _list(r["event_attributes"]))
     ]
     links = [
-        {"trace_id": t, "span_id": s, "attributes": _as_dict(a)}
+        {"trace_id": t, "span_id": s, "attributes": as_dict(a)}
         for t, s, a in zip(_list(r["link_trace_ids"]), _list(r["link_span_ids"]), _list(r["link_attributes"]))
     ]
     return {
@@ -377,8 +377,8 @@ def _span(r: dict[str, Any]) -> dict[str, Any]:
         "duration_ns": int(r["duration_ns"]),
         "status": _STATUSES.get(r["status"], "unset"),
         "status_message": r["status_message"],
-        "attributes": _as_dict(r["attributes"]),
-        "resource": _as_dict(r["resource"]),
+        "attributes": as_dict(r["attributes"]),
+        "resource": as_dict(r["resource"]),
         "events": events,
         "links": links,
     }

@@ -48,11 +48,11 @@ def arrow_type(duckdb_type: str) -> pa.DataType:
 
 
 def arrow_schema(table: str) -> pa.Schema:
-    """The Arrow schema of `table`: its columns in schema.TABLE_COLUMNS order."""
-    return pa.schema([pa.field(name, arrow_type(t)) for name, t in schema.TABLE_COLUMNS[table]])
+    """The Arrow schema of `table`: its columns in schema.ALL_TABLE_COLUMNS order."""
+    return pa.schema([pa.field(name, arrow_type(t)) for name, t in schema.ALL_TABLE_COLUMNS[table]])
 
 
-_SCHEMAS = {table: arrow_schema(table) for table in schema.TABLE_COLUMNS}
+_SCHEMAS = {table: arrow_schema(table) for table in schema.ALL_TABLE_COLUMNS}
 _TS = pa.timestamp("ns")
 
 
@@ -404,9 +404,6 @@ def _summary_columns(points: Sequence[Any], shared: SharedMaps) -> dict[str, Any
 
 # --- koban's own tables ---------------------------------------------------------------
 
-_EVENT_SCHEMA = pa.schema([pa.field(name, arrow_type(t)) for name, t in schema.EVENT_COLUMNS])
-
-
 def events_to_arrow(events: Sequence[Any]) -> pa.Table:
     """The koban_events table of `events` (model.Event), columns in schema order. Raises
     what batch_to_arrow raises when a field does not fit its column."""
@@ -422,6 +419,4 @@ def events_to_arrow(events: Sequence[Any]) -> pa.Table:
         "ServiceName": [e.service_name for e in events],
         "Tags": _maps([e.tags for e in events]),
     }
-    arrays = [col if isinstance(col, pa.Array) else _array(col, f.type) for f, col in
-              ((f, columns[f.name]) for f in _EVENT_SCHEMA)]
-    return pa.Table.from_arrays(arrays, schema=_EVENT_SCHEMA)
+    return _table(schema.EVENTS, columns)
