@@ -5,26 +5,17 @@ A key or token's secret is in the response that creates it and nowhere else, eve
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from koban.api import params
 from koban.errors import BadRequest, NotFound
 
 _MAX_BODY = 16 * 1024
 
 
 async def _json_object(request: Request) -> dict:
-    body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise BadRequest(f"the body may be at most {_MAX_BODY} bytes")
-    try:
-        data = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
+    return await params.json_object(request, max_bytes=_MAX_BODY)
 
 
 def _text(data: dict, key: str) -> str:

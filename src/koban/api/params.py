@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 
 from koban.errors import BadRequest
@@ -47,3 +48,18 @@ def duration(request: Request, name: str) -> int | None:
 def text(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
     return raw if raw else None
+
+
+async def json_object(request: Request, *, max_bytes: int) -> dict:
+    """The request body as a JSON object (an empty body is {}). Raises BadRequest when it
+    is larger than `max_bytes`, not JSON, or not an object."""
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise BadRequest(f"the body may be at most {max_bytes} bytes")
+    try:
+        data = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data

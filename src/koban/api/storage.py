@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 
 import anyio
-import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from koban.api import params
 from koban.errors import BadRequest
 from koban.pipeline.retention import DAY_NS
 from koban.query import storage as statements
@@ -86,14 +86,8 @@ def _volume(buckets: list[tuple[str, int, int]], start: int, now: int) -> list[d
 async def set_retention(request: Request) -> Response:
     """PUT /api/storage/retention {"signal", "days"}: keep `signal` `days` days from the
     next retention run on (days null: back to the setting). 400 for a bad body."""
-    body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise BadRequest(f"the body may be at most {_MAX_BODY} bytes")
-    try:
-        data = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(data, dict) or "signal" not in data or "days" not in data:
+    data = await params.json_object(request, max_bytes=_MAX_BODY)
+    if "signal" not in data or "days" not in data:
         raise BadRequest('the body must be a JSON object {"signal": "logs", "days": 7}')
     retention = request.app.state.runtime.retention
     try:
