@@ -386,11 +386,12 @@ def test_the_demo_load_gets_in_with_its_own_key_when_auth_is_on(tmp_path):
     accounts.close()
     server = KobanServer(data, tmp_path / "server.log", env={"KOBAN_AUTH": "true"}, demo=True, demo_rate=20).start()
     try:
-        def services() -> set[str]:
+        def frontend_seen() -> bool:
             rows = httpx.get(server.url + "/api/services", headers=bearer(token)).json().get("services", [])
-            return {row["service"] for row in rows}
+            return "frontend" in {row["service"] for row in rows}
 
-        assert "frontend" in server.wait_for(services, timeout_s=60, what="the demo's services")
+        # the services appear one by one as their spans are exported: wait for the frontend
+        assert server.wait_for(frontend_seen, timeout_s=60, what="the demo's frontend service")
     finally:
         server.stop()
     listed = AccountStore.open(data)
