@@ -44,9 +44,8 @@ def _event(name: str, payload: dict) -> bytes:
 class LiveTail:
     """The tail endpoint with its own bound on open streams (one per app)."""
 
-    def __init__(self, *, max_streams: int = 16, poll_s: float = 0.5, lag_s: float = 10.0,
+    def __init__(self, *, poll_s: float = 0.5, lag_s: float = 10.0,
                  batch: int = 500, max_stream_s: float = 600.0, ping_s: float = 5.0) -> None:
-        self.max_streams = max_streams
         self.poll_s = poll_s
         self.lag_ns = int(lag_s * _NS)
         self.batch = batch
@@ -63,9 +62,8 @@ class LiveTail:
         return StreamingResponse(self._events(request, q), media_type="text/event-stream", headers=headers)
 
     def _limit(self, request: Request) -> int:
-        """The bound on open streams: the server's `tail_max_connections`, else `max_streams`."""
-        settings = getattr(request.app.state.runtime, "settings", None)
-        return getattr(settings, "tail_max_connections", self.max_streams)
+        """The bound on open streams: the server's `tail_max_connections`."""
+        return request.app.state.runtime.settings.tail_max_connections
 
     async def _events(self, request: Request, q: ast.Node) -> AsyncIterator[bytes]:
         limit = self._limit(request)
