@@ -202,7 +202,7 @@ def _check_bind_allowed(settings: Settings) -> None:
             f"refusing to listen on {host}: set auth = true (KOBAN_AUTH=true) and create an admin "
             "with `koban admin create-user NAME --role admin`, or listen on 127.0.0.1"
         )
-    if getattr(settings, "oidc_issuer", "") or _has_admin(settings):
+    if settings.oidc_issuer or _has_admin(settings):
         return
     raise ConfigError(
         f"refusing to listen on {host}: auth is on but there is no admin user; "

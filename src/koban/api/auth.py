@@ -228,7 +228,7 @@ def _login_page(request: Request, *, error: str = "", status: int = 200) -> Resp
         next=safe_redirect_target(request.query_params.get("next")),
         login_token=token,
         csrf_field=CSRF_FIELD,
-        sso=bool(getattr(runtime.settings, "oidc_issuer", "")),
+        sso=bool(runtime.settings.oidc_issuer),
         auth_on=runtime.settings.auth,
     )
     response = HTMLResponse(html, status_code=status, headers=_NO_STORE)
