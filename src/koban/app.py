@@ -132,6 +132,8 @@ class Runtime:
         m.gauge("koban_store_last_append_seconds", "Time the last batch append took.", lambda: w.last_append_seconds)
         m.gauge("koban_store_write_errors", "Failed batch appends (retried).", lambda: w.write_errors_total)
         m.gauge("koban_store_disk_bytes", "Bytes the store uses on disk.", self.store.disk_bytes)
+        m.gauge("koban_metric_rollup_watermark_seconds", "Metric minutes before this unix time are rolled up (0: none).",
+                lambda: (self.store.metric_rollups_until_ns() or 0) / 1e9)
         m.gauge("koban_quarantined_requests", "Requests the store refused for good, kept in quarantine/.",
                 lambda: w.batches_quarantined)
         m.gauge("koban_quarantined_records", "Records in quarantined requests.", lambda: w.records_quarantined)
@@ -151,6 +153,12 @@ class Runtime:
     def apply_retention(self) -> None:
         """Delete what each signal's retention and the disk budget do not keep (pipeline/retention.py)."""
         self.retention.run()
+
+    def roll_up_metrics(self) -> int:
+        """Roll up the metric minutes that ended metric_rollup_delay_s ago or earlier
+        (store/rollups.py); returns rollup rows written."""
+        until = self.clock.now_ns() - int(self.settings.metric_rollup_delay_s * 1e9)
+        return self.store.roll_up_metrics(until)
 
     def trim_memory_if_idle(self) -> bool:
         """When the store has been idle for memory_trim_idle_s, give the memory kept
@@ -280,6 +288,7 @@ async def serve(settings: Settings) -> None:
     demo_stop = threading.Event()
     # only the process that runs schedules (docs/scaling.md, "Several koban processes")
     retention = asyncio.create_task(_retention_loop(runtime)) if settings.scheduler else None
+    rollups = asyncio.create_task(_rollup_loop(runtime)) if settings.metric_rollup_interval_s > 0 else None
     idle_trim = asyncio.create_task(_idle_trim_loop(runtime)) if settings.memory_trim_idle_s > 0 else None
     http = asyncio.create_task(server.serve(sockets=sockets)) if sockets else None
     try:
@@ -302,6 +311,8 @@ async def serve(settings: Settings) -> None:
         demo_stop.set()
         if retention is not None:
             retention.cancel()
+        if rollups is not None:
+            rollups.cancel()
         if idle_trim is not None:
             idle_trim.cancel()
         server.should_exit = True
@@ -365,6 +376,15 @@ async def _idle_trim_loop(runtime: Runtime) -> None:
             await anyio.to_thread.run_sync(runtime.trim_memory_if_idle)
         except Exception:
             log.exception("giving idle memory back failed; will try again")
+
+
+async def _rollup_loop(runtime: Runtime) -> None:
+    while True:
+        try:
+            await anyio.to_thread.run_sync(runtime.roll_up_metrics)
+        except Exception:
+            log.exception("metric rollup failed; will try again")
+        await asyncio.sleep(runtime.settings.metric_rollup_interval_s)
 
 
 async def _retention_loop(runtime: Runtime) -> None:

@@ -63,6 +63,12 @@ class Settings:
     retention_spans_days: float = _opt(15.0, "Keep spans this many days.")
     retention_metrics_days: float = _opt(15.0, "Keep metric points this many days.")
     retention_interval_s: float = _opt(600.0, "How often retention runs, in seconds.")
+    metric_rollup_interval_s: float = _opt(
+        15.0, "How often closed minutes of metric points are rolled up for fast charts, in seconds (0: never)."
+    )
+    metric_rollup_delay_s: float = _opt(
+        60.0, "A minute of metric points is rolled up this many seconds after it ends (later points re-roll it)."
+    )
     scheduler: bool = _opt(
         True,
         "Run retention (and, later, monitors) in this process; with several koban processes on one "

@@ -74,6 +74,6 @@ async def _metric_series(request: Request) -> Response:
     if kind is None:
         return JSONResponse(metric_series_result(found._replace(rows=[]), query, None))
     query = query.resolved(kind)
-    stmt = ms.compile_metric_series(query, kind, rt.dialect)
+    stmt = ms.compile_metric_series(query, kind, rt.dialect, rt.store.metric_rollups_until_ns())
     result = await rt.run_query("timeseries", stmt, max_rows=ts.MAX_BUCKETS * ts.MAX_SERIES * 512)
     return JSONResponse(metric_series_result(result, query, kind))

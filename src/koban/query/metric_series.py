@@ -183,15 +183,25 @@ def validate(q: MetricSeriesQuery, kind: MetricKind) -> None:
         )
 
 
-def compile_metric_series(q: MetricSeriesQuery, kind: MetricKind, dialect: Dialect) -> Statement:
+def compile_metric_series(
+    q: MetricSeriesQuery, kind: MetricKind, dialect: Dialect, rolled_until_ns: int | None = None
+) -> Statement:
     """One statement for a resolved query (`q.resolved(kind)`). Rows, by kind:
     gauge/counter: (bucket, g0.., n, v); histogram percentiles: (bucket, g0.., ub, c)
     for explicit buckets or (bucket, g0.., scale, sign, cell, c, lo, hi) for
     exponential ones; other histogram aggregations: (bucket, g0.., n, cnt, total, lo, hi).
-    Only the MAX_SERIES groups with the most weight are kept. Raises BadRequest (validate)."""
+    Only the MAX_SERIES groups with the most weight are kept. `rolled_until_ns` is the
+    store's rollup watermark (Store.metric_rollups_until_ns): the minutes before it are
+    read from the 1-minute rollups where the query allows (see rolled_minutes), with
+    the same result as from raw points. Raises BadRequest (validate)."""
     validate(q, kind)
     p = dialect.new_params()
     groups = [f"g{i}" for i in range(len(q.by))]
+    rolled = rolled_minutes(q, kind, rolled_until_ns)
+    if rolled is not None:
+        base = _points(q, kind, dialect, p, groups, outside=rolled)
+        sql = _rolled(q, kind, dialect, p, groups, rolled)
+        return Statement(_top_groups(f"WITH pts AS ({base}) {sql}", groups, "n", dialect, p), p.values)
     base = _points(q, kind, dialect, p, groups)
     if kind.behaves == "gauge":
         sql, weight = _gauge(q, dialect, groups), "n"
@@ -204,9 +214,13 @@ def compile_metric_series(q: MetricSeriesQuery, kind: MetricKind, dialect: Diale
     return Statement(_top_groups(f"WITH pts AS ({base}) {sql}", groups, weight, dialect, p), p.values)
 
 
-def _points(q: MetricSeriesQuery, kind: MetricKind, d: Dialect, p: Params, groups: list[str]) -> str:
+def _points(
+    q: MetricSeriesQuery, kind: MetricKind, d: Dialect, p: Params, groups: list[str],
+    outside: tuple[int, int] | None = None,
+) -> str:  # fmt: skip
     """The metric's points in range (from LOOKBACK_NS earlier for cumulative kinds),
-    with their bucket, groups, series key (sk) and time t in ns."""
+    with their bucket, groups, series key (sk) and time t in ns; without those in
+    [outside) when given (they are read from rollups)."""
     src = metric_source(kind.table)
     iv = p.bind(int(q.interval_ns))
     t = d.ts_to_ns(_ident("TimeUnix"))
@@ -216,12 +230,18 @@ def _points(q: MetricSeriesQuery, kind: MetricKind, d: Dialect, p: Params, group
     wanted = ("Value", "Count", "Sum", "Min", "Max", "BucketCounts", "ExplicitBounds", "Scale", "ZeroCount",
               "PositiveOffset", "PositiveBucketCounts", "NegativeOffset", "NegativeBucketCounts")  # fmt: skip
     values = "".join(f", {_ident(c)}" for c in wanted if c in cols)
-    # one 64-bit hash names the series (both engines hash several arguments together)
-    series = ", ".join(_ident(c) for c in ("ServiceName", "Attributes", "ResourceAttributes"))
+    # one 64-bit hash names the series (both engines hash several arguments together);
+    # the rollups name their series with the same hash (store/rollups.py)
+    series = ", ".join(_ident(c) for c in schema.SERIES_KEY_COLUMNS)
+    skip = ""
+    if outside is not None:
+        col = _ident("TimeUnix")
+        lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in outside)
+        skip = f" AND NOT ({col} >= {lo} AND {col} < {hi})"
     return (
         f"SELECT {d.int_div(t, iv)} * {iv} AS bucket{group_cols}, {d.row_hash(series)} AS sk,"
         f" {t} AS t, {d.ts_to_ns(_ident('StartTimeUnix'))} AS st{values}"
-        f" FROM {kind.table} WHERE {_where(p, d, q.metric, start, q.end_ns)}"
+        f" FROM {kind.table} WHERE {_where(p, d, q.metric, start, q.end_ns)}{skip}"
         f" AND {compile_filter(q.filter, src, d, p)}"
     )
 
@@ -362,6 +382,80 @@ def _exp_cells(kind: MetricKind, d: Dialect, p: Params, groups: list[str], q: Me
     return (
         f"SELECT {keys}, scale, sign, {cell} AS cell, sum(cc) AS c, min(plo) AS lo, max(phi) AS hi"
         f" FROM ({scaled}) s GROUP BY {keys}, scale, sign, cell"
+    )
+
+
+# --- from rollups -----------------------------------------------------------------------
+
+MINUTE_NS = 60 * 1_000_000_000
+# A rollup's value for one series in one bucket, from its minutes' (c, s, lo, hi):
+# over several rows, or over the single row a 1-minute bucket has.
+_ROLLUP_OVER_ROWS = {"avg": "sum(s) / sum(c)", "sum": "sum(s)", "min": "min(lo)", "max": "max(hi)", "count": "sum(c)"}
+_ROLLUP_OF_ROW = {"avg": "s / c", "sum": "s", "min": "lo", "max": "hi", "count": "c"}
+
+
+def rolled_minutes(q: MetricSeriesQuery, kind: MetricKind, rolled_until_ns: int | None) -> tuple[int, int] | None:
+    """The whole minutes [a, b) of the query to read from rollups, or None to read raw
+    points only: when nothing is rolled up in range, the interval is not whole minutes
+    (a bucket would split a minute), the metric is a cumulative monotonic counter or a
+    histogram (rollups keep no previous point and no buckets), or a gauge's percentile
+    (taken over raw values)."""
+    if not rolled_until_ns or q.interval_ns % MINUTE_NS:
+        return None
+    if kind.table not in schema.ROLLED_TABLES or kind.behaves == "histogram":
+        return None
+    if kind.behaves == "counter" and kind.cumulative:
+        return None
+    if kind.behaves == "gauge" and q.space in PERCENTILES:
+        return None
+    a = -(-q.start_ns // MINUTE_NS) * MINUTE_NS
+    b = min(rolled_until_ns, q.end_ns // MINUTE_NS * MINUTE_NS)
+    return (a, b) if a < b else None
+
+
+def _rolled(
+    q: MetricSeriesQuery, kind: MetricKind, d: Dialect, p: Params, groups: list[str], rolled: tuple[int, int]
+) -> str:
+    """After `WITH pts AS (raw points outside `rolled`)`: per series and bucket the
+    (c, s, lo, hi) of its rollup rows and of its raw points, the rollup function over
+    them, then the space aggregation. The series' tags (filter and group-by) are read
+    from the series table, once per series, not from every point."""
+    src = metric_source(schema.METRIC_SERIES)
+    table = p.bind(schema.ROLLED_TABLES[kind.table])
+    metric = p.bind(q.metric)
+    iv = p.bind(int(q.interval_ns))
+    col = _ident
+    group_cols = "".join(f", {group_expr(f, src, d, p)} AS {g}" for f, g in zip(q.by, groups))
+    g_list = "".join(f", {g}" for g in groups)
+    series = (
+        f"SELECT {col('SeriesId')} AS sid, {col('SeriesKey')} AS sk{group_cols} FROM {schema.METRIC_SERIES}"
+        f" WHERE {col('MetricTable')} = {table} AND {col('MetricName')} = {metric}"
+        f" AND {compile_filter(q.filter, src, d, p)}"
+    )
+    lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in rolled)
+    from_rollups = (
+        f"SELECT {d.int_div(d.ts_to_ns(col('TimeUnix')), iv)} * {iv} AS bucket{g_list}, sk,"
+        f" {d.to_float(col('Count'))} AS c, {col('Sum')} AS s, {col('Min')} AS lo, {col('Max')} AS hi"
+        f" FROM {schema.ROLLUP_1M} JOIN series ON {col('SeriesId')} = sid"
+        f" WHERE {col('MetricTable')} = {table} AND {col('MetricName')} = {metric}"
+        f" AND {col('TimeUnix')} >= {lo} AND {col('TimeUnix')} < {hi}"
+    )
+    value = d.to_float(col("Value"))
+    from_points = (
+        f"SELECT bucket{g_list}, sk, {d.to_float('count(*)')} AS c, sum({value}) AS s, min({value}) AS lo,"
+        f" max({value}) AS hi FROM pts GROUP BY bucket{g_list}, sk"
+    )
+    if q.interval_ns == MINUTE_NS:
+        # a series has one row per minute: rollup rows are unique, raw points were
+        # grouped, and the two cover different minutes; no per-series grouping left
+        per_series = f"SELECT bucket{g_list}, {_ROLLUP_OF_ROW[q.rollup]} AS sv FROM parts"
+    else:
+        per_series = (
+            f"SELECT bucket{g_list}, sk, {_ROLLUP_OVER_ROWS[q.rollup]} AS sv FROM parts GROUP BY bucket{g_list}, sk"
+        )
+    return (
+        f", {d.materialized_cte('series', series)}, parts AS ({from_rollups} UNION ALL {from_points}),"
+        f" per_series AS ({per_series}) {_space(q, d, groups, 'per_series')}"
     )
 
 

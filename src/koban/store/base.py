@@ -82,5 +82,16 @@ class Store(Protocol):
         backend keeps nothing in this process."""
         ...
 
+    def roll_up_metrics(self, until_ns: int, *, max_steps: int = 1000) -> int:
+        """Bring the metric rollups (schema.ROLLUP_1M) up to the minute before `until_ns`
+        and recompute minutes that received late points; returns rollup rows written.
+        A backend without rollups does nothing. Raises StoreError."""
+        ...
+
+    def metric_rollups_until_ns(self) -> int | None:
+        """Every metric minute before this time (ns) is in the rollup tables, so queries
+        read rollups before it and raw points after; None when the backend has none."""
+        ...
+
     def close(self) -> None:
         ...

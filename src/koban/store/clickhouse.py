@@ -335,6 +335,14 @@ class ClickHouseStore:
         """Nothing to give back: ClickHouse keeps its caches in its own process."""
         return False
 
+    def roll_up_metrics(self, until_ns: int, *, max_steps: int = 1000) -> int:
+        """No rollup tables here yet: ClickHouse groups raw points per series fast
+        enough on its own cluster, so metric queries read them (docs/metrics.md)."""
+        return 0
+
+    def metric_rollups_until_ns(self) -> int | None:
+        return None
+
     def close(self) -> None:
         """Close the client. Calling it again does nothing."""
         with self._write_lock:

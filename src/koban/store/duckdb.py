@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from koban.errors import QueryTimeout, StoreError
 from koban.model import Batch
-from koban.store import schema
+from koban.store import rollups, schema
 from koban.store.base import QueryResult, TableUsage
 from koban.store.columns import batch_to_arrow
 
@@ -92,6 +92,8 @@ class DuckDBStore:
             for ddl in schema.duckdb_ddl():
                 self._writer.execute(ddl)
             self._writer.execute(_STATE_DDL)
+            self._rollup_watermark = rollups.open_watermark(self._writer)
+            self._rollups_exact_until = rollups.exact_until(self._writer, self._rollup_watermark)
             row = self._writer.execute(f"SELECT max(applied_lsn) FROM {STATE_TABLE}").fetchone()
             if row is None or row[0] is None:
                 self._writer.execute(f"INSERT INTO {STATE_TABLE} VALUES (0)")
@@ -136,8 +138,11 @@ class DuckDBStore:
                 for table, data in tables.items():
                     # Positional insert: batch_to_arrow yields the columns in table order.
                     con.from_arrow(data).insert_into(table)
+                first_late = rollups.note_late(con, self._rollup_watermark, tables)
                 con.execute(f"UPDATE {STATE_TABLE} SET applied_lsn = $lsn", {"lsn": lsn})
                 con.commit()
+                if first_late is not None:  # queries read that minute raw until it is rolled again
+                    self._rollups_exact_until = min(self._rollups_exact_until, first_late)
             except _DATA_ERRORS as e:
                 _rollback(con)
                 raise StoreError(f"batch at LSN {lsn} does not fit the schema: {e}", lsn=lsn, permanent=True) from e
@@ -173,7 +178,12 @@ class DuckDBStore:
                         {"cutoff": cutoff_ns},
                     ).fetchone()
                     removed += int(row[0]) if row else 0
+                if signal == "metrics":
+                    rollups.delete_older_than(con, self._rollup_watermark, cutoff_ns)
+                    exact_until = rollups.exact_until(con, self._rollup_watermark)
                 con.commit()
+                if signal == "metrics":
+                    self._rollups_exact_until = exact_until
             except duckdb.Error as e:
                 _rollback(con)
                 raise StoreError(f"DuckDB retention of {signal} failed: {e}", signal=signal) from e
@@ -181,6 +191,41 @@ class DuckDBStore:
                 _rollback(con)
                 raise
         return removed
+
+    # --- metric rollups (store/rollups.py) ---------------------------------------------
+
+    def roll_up_metrics(self, until_ns: int, *, max_steps: int = 1000) -> int:
+        """Roll up metric points of every minute before `until_ns` (and the dirty minutes
+        behind the watermark), a chunk per transaction so ingest waits for one chunk at
+        most. Returns the rollup rows written. Raises StoreError when DuckDB fails."""
+        written = 0
+        for _ in range(max_steps):
+            with self._write_lock:
+                self._check_open()
+                con = self._writer
+                try:
+                    con.begin()
+                    watermark, rows = rollups.roll_up(con, self._rollup_watermark, until_ns)
+                    exact_until = rollups.exact_until(con, watermark)
+                    con.commit()
+                except duckdb.Error as e:
+                    _rollback(con)
+                    raise StoreError(f"DuckDB metric rollup failed: {e}") from e
+                except BaseException:
+                    _rollback(con)
+                    raise
+                moved = watermark != self._rollup_watermark
+                self._rollup_watermark, self._rollups_exact_until = watermark, exact_until
+            written += rows
+            if not moved and not rows:
+                break
+        return written
+
+    def metric_rollups_until_ns(self) -> int | None:
+        """Every metric minute before this time is in the rollup tables, exactly as the
+        raw points have it (a minute with late points counts from when they are stored
+        until it is rolled again); None when nothing is rolled up yet."""
+        return self._rollups_exact_until or None
 
     # --- reads ----------------------------------------------------------------------
 

@@ -1,0 +1,193 @@
+"""1-minute metric rollups kept by the DuckDB store (schema.ROLLUP_1M, schema.METRIC_SERIES).
+
+Every minute before the *watermark* is rolled up: for each series of the gauge and sum
+tables (schema.ROLLED_TABLES) one row per minute with the count, sum, min and max of
+its values, and one row per series with its tags. A chart of 10,000 series over a day
+then reads one row per series and minute, already unique, instead of grouping 14
+million raw points by series and minute (the one step the query layer cannot make fast;
+benchmarks/README.md, "Metric query").
+
+`roll_up` moves the watermark forward in chunks, each in a transaction of its own.
+A point stored for a minute already behind the watermark (a late sample, a backfill, a
+WAL replay after an outage) marks its minute dirty in the transaction that stores it
+(`note_late`); the next `roll_up` computes that minute again from the raw points. So
+before the watermark the rollups always say what the raw points say, and the query
+layer reads raw points only after it (query/metric_series.py).
+
+Functions here take the store's writer connection; the caller holds its write lock and
+owns the transaction.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from koban.store import schema
+
+MINUTE_NS = 60 * 1_000_000_000
+CHUNK_MINUTES = 15
+"""Minutes rolled per transaction while catching up: a large backlog (a server started
+on a day of data) is worked off without holding the writer for seconds at a time."""
+MAX_DIRTY_MINUTES = 240
+"""Dirty minutes recomputed per roll_up call; more wait for the next call."""
+
+STATE = "koban_metric_rollup_state"
+DIRTY = "koban_metric_rollup_dirty"
+
+_q = schema.quote_ident
+_KEY = f"hash({', '.join(_q(c) for c in schema.SERIES_KEY_COLUMNS)})"
+"""The series key, the same hash the query layer computes over raw points."""
+_MINUTE = f"make_timestamp_ns(epoch_ns({_q('TimeUnix')}) // {MINUTE_NS} * {MINUTE_NS})"
+# Cumulative monotonic sums (OTLP AggregationTemporality 2) are read raw; see schema.
+_ROLLED_ROWS = {
+    schema.GAUGE: "TRUE",
+    schema.SUM: f"NOT ({_q('AggregationTemporality')} = 2 AND coalesce({_q('IsMonotonic')}, FALSE))",
+}
+
+
+def ddl() -> list[str]:
+    """CREATE TABLE statements for the rollup tables and their bookkeeping."""
+    statements = []
+    for table, columns in ((schema.ROLLUP_1M, schema.ROLLUP_COLUMNS), (schema.METRIC_SERIES, schema.SERIES_COLUMNS)):
+        cols = ", ".join(f"{_q(c)} {t}" for c, t in columns)
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+    statements.append(f"CREATE TABLE IF NOT EXISTS {STATE} (watermark_ns BIGINT NOT NULL)")
+    statements.append(f"CREATE TABLE IF NOT EXISTS {DIRTY} (minute_ns BIGINT NOT NULL)")
+    return statements
+
+
+def open_watermark(con: duckdb.DuckDBPyConnection) -> int:
+    """Create the tables when missing; the stored watermark (0: nothing rolled up yet)."""
+    for statement in ddl():
+        con.execute(statement)
+    row = con.execute(f"SELECT max(watermark_ns) FROM {STATE}").fetchone()
+    if row is None or row[0] is None:
+        con.execute(f"INSERT INTO {STATE} VALUES (0)")
+        return 0
+    return int(row[0])
+
+
+def note_late(con: duckdb.DuckDBPyConnection, watermark_ns: int, tables: dict[str, pa.Table]) -> int | None:
+    """Mark dirty the minutes behind `watermark_ns` that `tables` (a batch about to be
+    stored, by table name) adds points to, and return the first of them (None: none).
+    Call inside the batch's transaction."""
+    if watermark_ns <= 0:
+        return None
+    late: set[int] = set()
+    for table in schema.ROLLED_TABLES:
+        data = tables.get(table)
+        if data is None or data.num_rows == 0:
+            continue
+        times = pc.cast(data.column("TimeUnix"), pa.int64())
+        if pc.min(times).as_py() >= watermark_ns:
+            continue  # the usual case: nothing late
+        behind = pc.filter(times, pc.less(times, watermark_ns))
+        late.update(t // MINUTE_NS * MINUTE_NS for t in pc.unique(behind).to_pylist())
+    mark_dirty(con, late)
+    return min(late) if late else None
+
+
+def exact_until(con: duckdb.DuckDBPyConnection, watermark_ns: int) -> int:
+    """Where the rollups stop saying exactly what the raw points say: the watermark, or
+    the first dirty minute before it."""
+    row = con.execute(f"SELECT min(minute_ns) FROM {DIRTY}").fetchone()
+    first_dirty = row[0] if row else None
+    return watermark_ns if first_dirty is None else min(watermark_ns, int(first_dirty))
+
+
+def mark_dirty(con: duckdb.DuckDBPyConnection, minutes: set[int]) -> None:
+    if minutes:
+        con.executemany(f"INSERT INTO {DIRTY} VALUES ($1)", [(m,) for m in sorted(minutes)])
+
+
+def roll_up(con: duckdb.DuckDBPyConnection, watermark_ns: int, target_ns: int) -> tuple[int, int]:
+    """One step: recompute up to MAX_DIRTY_MINUTES dirty minutes, then roll up to
+    CHUNK_MINUTES more minutes towards `target_ns` (rounded down to a minute).
+    Returns (new watermark, rows written). Run it inside a transaction."""
+    rows = 0
+    dirty = [int(r[0]) for r in con.execute(
+        f"SELECT DISTINCT minute_ns FROM {DIRTY} ORDER BY minute_ns LIMIT {MAX_DIRTY_MINUTES}"
+    ).fetchall()]  # fmt: skip
+    for minute in dirty:
+        con.execute(
+            f"DELETE FROM {schema.ROLLUP_1M} WHERE {_q('TimeUnix')} = make_timestamp_ns($m)", {"m": minute}
+        )
+        rows += _roll_range(con, minute, minute + MINUTE_NS)
+    if dirty:
+        con.execute(f"DELETE FROM {DIRTY} WHERE minute_ns <= $last", {"last": dirty[-1]})
+    target = target_ns // MINUTE_NS * MINUTE_NS
+    start = watermark_ns or _first_minute(con, target)
+    end = max(start, min(target, start + CHUNK_MINUTES * MINUTE_NS))
+    if end > start:
+        rows += _roll_range(con, start, end)
+    if end != watermark_ns:
+        con.execute(f"UPDATE {STATE} SET watermark_ns = $w", {"w": end})
+    return end, rows
+
+
+def _first_minute(con: duckdb.DuckDBPyConnection, target: int) -> int:
+    """The first minute holding a rolled point, or `target` when no table has one."""
+    firsts = [
+        con.execute(f"SELECT min(epoch_ns({_q('TimeUnix')})) FROM {table}").fetchone()[0]
+        for table in schema.ROLLED_TABLES
+    ]
+    known = [int(f) for f in firsts if f is not None]
+    return min(min(known) // MINUTE_NS * MINUTE_NS, target) if known else target
+
+
+def _roll_range(con: duckdb.DuckDBPyConnection, lo_ns: int, hi_ns: int) -> int:
+    """Roll up the raw points in [lo_ns, hi_ns) (whole minutes), numbering the series
+    first seen there. Returns the rollup rows written."""
+    written = 0
+    for table, kind in schema.ROLLED_TABLES.items():
+        where = (
+            f"{_q('TimeUnix')} >= make_timestamp_ns($lo) AND {_q('TimeUnix')} < make_timestamp_ns($hi)"
+            f" AND {_ROLLED_ROWS[table]}"
+        )
+        bounds = {"lo": lo_ns, "hi": hi_ns, "kind": kind}
+        known = (
+            f"s.{_q('MetricTable')} = $kind AND s.{_q('MetricName')} = n.{_q('MetricName')}"
+            f" AND s.{_q('SeriesKey')} = n.sk"
+        )
+        con.execute(
+            f"INSERT INTO {schema.METRIC_SERIES}"
+            f" SELECT $kind, n.{_q('MetricName')},"
+            f" (SELECT coalesce(max({_q('SeriesId')}), 0) FROM {schema.METRIC_SERIES}) + row_number() OVER (),"
+            f" n.sk, n.svc, n.attrs, n.res, n.first FROM ("
+            f"SELECT {_q('MetricName')}, {_KEY} AS sk, any_value({_q('ServiceName')}) AS svc,"
+            f" any_value({_q('Attributes')}) AS attrs, any_value({_q('ResourceAttributes')}) AS res,"
+            f" min({_MINUTE}) AS first FROM {table} WHERE {where} GROUP BY ALL) n"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {schema.METRIC_SERIES} s WHERE {known})",
+            bounds,
+        )
+        row = con.execute(
+            f"INSERT INTO {schema.ROLLUP_1M}"
+            f" SELECT $kind, n.{_q('MetricName')}, s.{_q('SeriesId')}, n.minute, n.c, n.total, n.lo, n.hi FROM ("
+            f"SELECT {_q('MetricName')}, {_KEY} AS sk, {_MINUTE} AS minute, count(*) AS c,"
+            f" sum({_q('Value')}) AS total, min({_q('Value')}) AS lo, max({_q('Value')}) AS hi"
+            f" FROM {table} WHERE {where} GROUP BY ALL) n JOIN {schema.METRIC_SERIES} s ON {known}",
+            bounds,
+        ).fetchone()
+        written += int(row[0]) if row else 0
+    return written
+
+
+def delete_older_than(con: duckdb.DuckDBPyConnection, watermark_ns: int, cutoff_ns: int) -> int:
+    """Retention: drop rollup rows of minutes that end by `cutoff_ns`, and series left
+    with none. The minute `cutoff_ns` falls inside lost its older points: it is marked
+    dirty, so its rollup is computed again from what is left. Returns rows removed."""
+    first_kept = cutoff_ns // MINUTE_NS * MINUTE_NS
+    row = con.execute(
+        f"DELETE FROM {schema.ROLLUP_1M} WHERE {_q('TimeUnix')} < make_timestamp_ns($m)", {"m": first_kept}
+    ).fetchone()
+    removed = int(row[0]) if row else 0
+    if first_kept < cutoff_ns and first_kept < watermark_ns:
+        mark_dirty(con, {first_kept})
+    if removed:
+        con.execute(
+            f"DELETE FROM {schema.METRIC_SERIES} s WHERE NOT EXISTS (SELECT 1 FROM {schema.ROLLUP_1M} r"
+            f" WHERE r.{_q('SeriesId')} = s.{_q('SeriesId')})"
+        )
+    return removed
