@@ -138,3 +138,19 @@ def test_retention_drops_old_rollups_and_series_and_recomputes_the_cut_minute(st
     assert all(k[3] >= 1 for k in rollup_rows(store))
     hosts = [h for (h,) in rows(store, f"SELECT Attributes['host'] FROM {schema.METRIC_SERIES} ORDER BY 1")]
     assert hosts == ["h0", "h1", "h2"]
+
+
+def test_a_point_stored_while_a_step_reads_is_rolled_up_by_the_next_step(store):
+    """A step reads raw points outside the write lock; a point stored meanwhile for one
+    of its minutes is late, so the next step computes that minute again."""
+    store.write(Batch(gauges=gauges(range(3))), lsn=1)
+    step = rollups.plan(store._writer, 0, T0 + 3 * MINUTE)
+    store._rollup_watermark = step.next_watermark_ns  # as roll_up_metrics does under the lock
+    computed = store._compute_rollups(step)
+    store.write(Batch(gauges=[GaugePoint(CPU, {"host": "h7"}, 0, T0 + MINUTE + S, 7.0)]), lsn=2)
+    store._apply_rollups(step, computed)
+    assert ("gauge", "cpu", "h7", 1) not in rollup_rows(store)
+    assert store.metric_rollups_until_ns() == T0 + MINUTE  # so queries read minute 1 raw
+    store.roll_up_metrics(T0 + 3 * MINUTE)
+    assert rollup_rows(store) == raw_per_minute(store)
+    assert store.metric_rollups_until_ns() == T0 + 3 * MINUTE

@@ -196,30 +196,57 @@ class DuckDBStore:
 
     def roll_up_metrics(self, until_ns: int, *, max_steps: int = 1000) -> int:
         """Roll up metric points of every minute before `until_ns` (and the dirty minutes
-        behind the watermark), a chunk per transaction so ingest waits for one chunk at
-        most. Returns the rollup rows written. Raises StoreError when DuckDB fails."""
+        behind the watermark), one step at a time (store/rollups.py): the raw points are
+        read outside the write lock, so ingest waits only while a step's rows are
+        stored. Returns the rollup rows written. Raises StoreError when DuckDB fails."""
         written = 0
         for _ in range(max_steps):
             with self._write_lock:
                 self._check_open()
-                con = self._writer
+                before = self._rollup_watermark
                 try:
-                    con.begin()
-                    watermark, rows = rollups.roll_up(con, self._rollup_watermark, until_ns)
-                    exact_until = rollups.exact_until(con, watermark)
-                    con.commit()
+                    step = rollups.plan(self._writer, before, until_ns)
                 except duckdb.Error as e:
-                    _rollback(con)
                     raise StoreError(f"DuckDB metric rollup failed: {e}") from e
-                except BaseException:
-                    _rollback(con)
-                    raise
-                moved = watermark != self._rollup_watermark
-                self._rollup_watermark, self._rollups_exact_until = watermark, exact_until
-            written += rows
-            if not moved and not rows:
-                break
+                if step.empty and step.next_watermark_ns == before:
+                    break
+                # from here on, points for these minutes are late (note_late)
+                self._rollup_watermark = step.next_watermark_ns
+            try:
+                rows = self._compute_rollups(step)
+                written += self._apply_rollups(step, rows)
+            except BaseException:
+                with self._write_lock:
+                    self._rollup_watermark = before  # the stored watermark did not move
+                raise
         return written
+
+    def _compute_rollups(self, step: rollups.Plan) -> pa.Table:
+        cur = self._cursor()
+        try:
+            return rollups.compute(cur, step)
+        except duckdb.Error as e:
+            raise StoreError(f"DuckDB metric rollup failed: {e}") from e
+        finally:
+            cur.close()
+
+    def _apply_rollups(self, step: rollups.Plan, rows: pa.Table) -> int:
+        with self._write_lock:
+            self._check_open()
+            con = self._writer
+            try:
+                con.begin()
+                written = rollups.apply(con, step, rows)
+                exact_until = rollups.exact_until(con, step.next_watermark_ns)
+                con.commit()
+            except duckdb.Error as e:
+                _rollback(con)
+                raise StoreError(f"DuckDB metric rollup failed: {e}") from e
+            except BaseException:
+                _rollback(con)
+                raise
+            self._rollups_exact_until = exact_until
+            return written
 
     def metric_rollups_until_ns(self) -> int | None:
         """Every metric minute before this time is in the rollup tables, exactly as the

@@ -7,18 +7,23 @@ then reads one row per series and minute, already unique, instead of grouping 14
 million raw points by series and minute (the one step the query layer cannot make fast;
 benchmarks/README.md, "Metric query").
 
-`roll_up` moves the watermark forward in chunks, each in a transaction of its own.
-A point stored for a minute already behind the watermark (a late sample, a backfill, a
-WAL replay after an outage) marks its minute dirty in the transaction that stores it
-(`note_late`); the next `roll_up` computes that minute again from the raw points. So
-before the watermark the rollups always say what the raw points say, and the query
-layer reads raw points only after it (query/metric_series.py).
+A roll-up step moves the watermark forward by up to CHUNK_MINUTES: `plan` (under the
+store's write lock) picks the minutes, `compute` reads them on a cursor of its own while
+ingest goes on, `apply` (under the lock, in one transaction) stores the rows and the new
+watermark. A point stored for a minute behind the watermark (a late sample, a backfill,
+a WAL replay after an outage, or simply a point that landed while `compute` read) marks
+its minute dirty in the transaction that stores it (`note_late`); a later step computes
+that minute again from the raw points. So before the watermark the rollups always say
+what the raw points say, and the query layer reads raw points only after it
+(query/metric_series.py), or after the first dirty minute.
 
-Functions here take the store's writer connection; the caller holds its write lock and
-owns the transaction.
+Functions here take the store's writer connection unless they say otherwise; the
+caller holds the write lock and owns the transaction.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -54,7 +59,11 @@ def ddl() -> list[str]:
         cols = ", ".join(f"{_q(c)} {t}" for c, t in columns)
         statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
     statements.append(f"CREATE TABLE IF NOT EXISTS {STATE} (watermark_ns BIGINT NOT NULL)")
-    statements.append(f"CREATE TABLE IF NOT EXISTS {DIRTY} (minute_ns BIGINT NOT NULL)")
+    # seq tells marks made while a roll-up step computes from those it computed
+    statements.append(f"CREATE SEQUENCE IF NOT EXISTS {DIRTY}_seq")
+    statements.append(
+        f"CREATE TABLE IF NOT EXISTS {DIRTY} (minute_ns BIGINT NOT NULL, seq BIGINT NOT NULL DEFAULT nextval('{DIRTY}_seq'))"
+    )
     return statements
 
 
@@ -99,32 +108,106 @@ def exact_until(con: duckdb.DuckDBPyConnection, watermark_ns: int) -> int:
 
 def mark_dirty(con: duckdb.DuckDBPyConnection, minutes: set[int]) -> None:
     if minutes:
-        con.executemany(f"INSERT INTO {DIRTY} VALUES ($1)", [(m,) for m in sorted(minutes)])
+        con.executemany(f"INSERT INTO {DIRTY} (minute_ns) VALUES ($1)", [(m,) for m in sorted(minutes)])
 
 
-def roll_up(con: duckdb.DuckDBPyConnection, watermark_ns: int, target_ns: int) -> tuple[int, int]:
-    """One step: recompute up to MAX_DIRTY_MINUTES dirty minutes, then roll up to
-    CHUNK_MINUTES more minutes towards `target_ns` (rounded down to a minute).
-    Returns (new watermark, rows written). Run it inside a transaction."""
-    rows = 0
-    dirty = [int(r[0]) for r in con.execute(
-        f"SELECT DISTINCT minute_ns FROM {DIRTY} ORDER BY minute_ns LIMIT {MAX_DIRTY_MINUTES}"
-    ).fetchall()]  # fmt: skip
-    for minute in dirty:
-        con.execute(
-            f"DELETE FROM {schema.ROLLUP_1M} WHERE {_q('TimeUnix')} = make_timestamp_ns($m)", {"m": minute}
-        )
-        rows += _roll_range(con, minute, minute + MINUTE_NS)
-    if dirty:
-        con.execute(f"DELETE FROM {DIRTY} WHERE minute_ns <= $last", {"last": dirty[-1]})
+class Plan(NamedTuple):
+    """What one roll-up step computes: the dirty minutes to compute again (marked up to
+    `dirty_seq`), then the minutes from `watermark_ns` to `next_watermark_ns`."""
+
+    dirty: tuple[int, ...]
+    dirty_seq: int
+    watermark_ns: int
+    next_watermark_ns: int
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of whole minutes to read, runs of dirty minutes merged."""
+        out: list[tuple[int, int]] = []
+        for m in self.dirty:
+            if out and out[-1][1] == m:
+                out[-1] = (out[-1][0], m + MINUTE_NS)
+            else:
+                out.append((m, m + MINUTE_NS))
+        if self.next_watermark_ns > self.watermark_ns:
+            out.append((self.watermark_ns, self.next_watermark_ns))
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return not self.ranges
+
+
+def plan(con: duckdb.DuckDBPyConnection, watermark_ns: int, target_ns: int) -> Plan:
+    """The next step towards `target_ns` (rounded down to a minute): up to
+    MAX_DIRTY_MINUTES dirty minutes, then up to CHUNK_MINUTES more minutes. Run it
+    under the write lock, and from then on treat points before `next_watermark_ns` as
+    late (note_late), so that what `compute` does not see is computed again later."""
+    dirty = con.execute(
+        f"SELECT minute_ns, max(seq) FROM {DIRTY} GROUP BY minute_ns ORDER BY minute_ns LIMIT {MAX_DIRTY_MINUTES}"
+    ).fetchall()
     target = target_ns // MINUTE_NS * MINUTE_NS
     start = watermark_ns or _first_minute(con, target)
     end = max(start, min(target, start + CHUNK_MINUTES * MINUTE_NS))
-    if end > start:
-        rows += _roll_range(con, start, end)
-    if end != watermark_ns:
-        con.execute(f"UPDATE {STATE} SET watermark_ns = $w", {"w": end})
-    return end, rows
+    seq = max((int(s) for _, s in dirty), default=0)
+    return Plan(tuple(int(m) for m, _ in dirty), seq, start, end)
+
+
+def compute(cur: duckdb.DuckDBPyConnection, step: Plan) -> pa.Table:
+    """The rollup rows of `step`'s minutes, with the tags of each series, from the raw
+    points: a read on its own cursor, so ingest goes on meanwhile."""
+    parts = []
+    for table, kind in schema.ROLLED_TABLES.items():
+        for lo, hi in step.ranges:
+            parts.append(cur.sql(
+                f"SELECT $kind AS kind, {_q('MetricName')} AS name, {_KEY} AS sk, {_MINUTE} AS minute,"
+                f" count(*) AS c, sum({_q('Value')}) AS total, min({_q('Value')}) AS lo, max({_q('Value')}) AS hi,"
+                f" any_value({_q('ServiceName')}) AS svc, any_value({_q('Attributes')}) AS attrs,"
+                f" any_value({_q('ResourceAttributes')}) AS res FROM {table}"
+                f" WHERE {_q('TimeUnix')} >= make_timestamp_ns($lo) AND {_q('TimeUnix')} < make_timestamp_ns($hi)"
+                f" AND {_ROLLED_ROWS[table]} GROUP BY {_q('MetricName')}, sk, minute",
+                params={"kind": kind, "lo": lo, "hi": hi},
+            ).to_arrow_table())  # fmt: skip
+    return pa.concat_tables(parts) if parts else pa.table({})
+
+
+_NEW = "koban_rollup_new"
+
+
+def apply(con: duckdb.DuckDBPyConnection, step: Plan, rows: pa.Table) -> int:
+    """Store `compute`'s rows for `step`: replace the dirty minutes' rollups, number the
+    new series, move the watermark. Run it under the write lock, in a transaction.
+    Returns the rollup rows written."""
+    for m in step.dirty:
+        con.execute(f"DELETE FROM {schema.ROLLUP_1M} WHERE {_q('TimeUnix')} = make_timestamp_ns($m)", {"m": m})
+    written = 0
+    if rows.num_rows:
+        con.register(_NEW, rows)
+        try:
+            known = (
+                f"s.{_q('MetricTable')} = n.kind AND s.{_q('MetricName')} = n.name AND s.{_q('SeriesKey')} = n.sk"
+            )
+            con.execute(
+                f"INSERT INTO {schema.METRIC_SERIES} SELECT n.kind, n.name,"
+                f" (SELECT coalesce(max({_q('SeriesId')}), 0) FROM {schema.METRIC_SERIES}) + row_number() OVER (),"
+                f" n.sk, n.svc, n.attrs, n.res, n.first FROM ("
+                f"SELECT kind, name, sk, any_value(svc) AS svc, any_value(attrs) AS attrs, any_value(res) AS res,"
+                f" min(minute) AS first FROM {_NEW} GROUP BY kind, name, sk) n"
+                f" WHERE NOT EXISTS (SELECT 1 FROM {schema.METRIC_SERIES} s WHERE {known})"
+            )
+            row = con.execute(
+                f"INSERT INTO {schema.ROLLUP_1M} SELECT n.kind, n.name, s.{_q('SeriesId')}, n.minute, n.c,"
+                f" n.total, n.lo, n.hi FROM {_NEW} n JOIN {schema.METRIC_SERIES} s ON {known}"
+            ).fetchone()
+            written = int(row[0]) if row else 0
+        finally:
+            con.unregister(_NEW)
+    if step.dirty:
+        con.execute(
+            f"DELETE FROM {DIRTY} WHERE seq <= $seq AND minute_ns <= $last", {"seq": step.dirty_seq, "last": step.dirty[-1]}
+        )
+    con.execute(f"UPDATE {STATE} SET watermark_ns = $w", {"w": step.next_watermark_ns})
+    return written
 
 
 def _first_minute(con: duckdb.DuckDBPyConnection, target: int) -> int:
@@ -135,43 +218,6 @@ def _first_minute(con: duckdb.DuckDBPyConnection, target: int) -> int:
     ]
     known = [int(f) for f in firsts if f is not None]
     return min(min(known) // MINUTE_NS * MINUTE_NS, target) if known else target
-
-
-def _roll_range(con: duckdb.DuckDBPyConnection, lo_ns: int, hi_ns: int) -> int:
-    """Roll up the raw points in [lo_ns, hi_ns) (whole minutes), numbering the series
-    first seen there. Returns the rollup rows written."""
-    written = 0
-    for table, kind in schema.ROLLED_TABLES.items():
-        where = (
-            f"{_q('TimeUnix')} >= make_timestamp_ns($lo) AND {_q('TimeUnix')} < make_timestamp_ns($hi)"
-            f" AND {_ROLLED_ROWS[table]}"
-        )
-        bounds = {"lo": lo_ns, "hi": hi_ns, "kind": kind}
-        known = (
-            f"s.{_q('MetricTable')} = $kind AND s.{_q('MetricName')} = n.{_q('MetricName')}"
-            f" AND s.{_q('SeriesKey')} = n.sk"
-        )
-        con.execute(
-            f"INSERT INTO {schema.METRIC_SERIES}"
-            f" SELECT $kind, n.{_q('MetricName')},"
-            f" (SELECT coalesce(max({_q('SeriesId')}), 0) FROM {schema.METRIC_SERIES}) + row_number() OVER (),"
-            f" n.sk, n.svc, n.attrs, n.res, n.first FROM ("
-            f"SELECT {_q('MetricName')}, {_KEY} AS sk, any_value({_q('ServiceName')}) AS svc,"
-            f" any_value({_q('Attributes')}) AS attrs, any_value({_q('ResourceAttributes')}) AS res,"
-            f" min({_MINUTE}) AS first FROM {table} WHERE {where} GROUP BY ALL) n"
-            f" WHERE NOT EXISTS (SELECT 1 FROM {schema.METRIC_SERIES} s WHERE {known})",
-            bounds,
-        )
-        row = con.execute(
-            f"INSERT INTO {schema.ROLLUP_1M}"
-            f" SELECT $kind, n.{_q('MetricName')}, s.{_q('SeriesId')}, n.minute, n.c, n.total, n.lo, n.hi FROM ("
-            f"SELECT {_q('MetricName')}, {_KEY} AS sk, {_MINUTE} AS minute, count(*) AS c,"
-            f" sum({_q('Value')}) AS total, min({_q('Value')}) AS lo, max({_q('Value')}) AS hi"
-            f" FROM {table} WHERE {where} GROUP BY ALL) n JOIN {schema.METRIC_SERIES} s ON {known}",
-            bounds,
-        ).fetchone()
-        written += int(row[0]) if row else 0
-    return written
 
 
 def delete_older_than(con: duckdb.DuckDBPyConnection, watermark_ns: int, cutoff_ns: int) -> int:
