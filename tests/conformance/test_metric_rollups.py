@@ -135,3 +135,17 @@ def test_a_late_point_is_read_raw_until_its_minute_is_rolled_again(rstore):
     assert "koban_metric_rollup_1m" in stmt.sql
     assert [v for _, v in out["series"][0]["points"]][2] == 1e6
     _same(out, query(rstore, "max:load.avg{*}", rolled=False)[0])
+
+
+@pytest.mark.parametrize("metric", ["load.avg", "jobs.run", "sys.cpu", "jobs.done", "http_requests_total"])
+@pytest.mark.parametrize(("start", "end"), [(START, END), (START + 90 * S, START + 200 * S)], ids=["all", "cut"])
+def test_the_tag_picker_reads_the_same_tags_from_rollups(rstore, metric, start, end):
+    from koban.query import metric_catalog as mc
+
+    dialect = for_store(rstore.dialect)
+    raw = mc.tags_result(run(rstore, mc.tags(dialect, metric, start, end)))
+    rolled_stmt = mc.tags(dialect, metric, start, end, rstore.metric_rollups_until_ns())
+    assert mc.tags_result(run(rstore, rolled_stmt)) == raw
+    if start == START:
+        assert raw["tags"], "the metric must have tags"
+    assert ("koban_metric_series" in rolled_stmt.sql) == (rstore.metric_rollups_until_ns() is not None)

@@ -29,6 +29,6 @@ async def tags(request: Request) -> Response:
     if metric is None:
         raise BadRequest("metric is required, e.g. metric=http.server.duration", parameter="metric")
     start, end = params.time_range(request, rt.clock.now_ns())
-    stmt = metric_catalog.tags(rt.dialect, metric, start, end)
+    stmt = metric_catalog.tags(rt.dialect, metric, start, end, rt.store.metric_rollups_until_ns())
     result = await rt.run_query("metric_tags", stmt, max_rows=metric_catalog.MAX_TAG_ROWS)
     return JSONResponse(metric_catalog.tags_result(result))

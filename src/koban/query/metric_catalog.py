@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from koban.query.dialects import Dialect, Params, Statement
-from koban.query.metric_series import TYPES
+from koban.query.metric_series import TYPES, rolled_span
 from koban.store import schema
 from koban.store.base import QueryResult
 
@@ -67,16 +67,35 @@ def _entries(d: Dialect, column: str, key_sql: str) -> str:
     return f"SELECT {key_sql} AS k, v FROM (SELECT {keys}[i + 1] AS rk, {values}[i + 1] AS v FROM ({exploded}) e) x"
 
 
-def tags(d: Dialect, metric: str, start_ns: int, end_ns: int) -> Statement:
+def tags(d: Dialect, metric: str, start_ns: int, end_ns: int, rolled_until_ns: int | None = None) -> Statement:
     """(k, v, n) rows: for each tag key of `metric`'s series in the range, its
-    MAX_TAG_VALUES most common values with the number of series carrying them."""
+    MAX_TAG_VALUES most common values with the number of series carrying them.
+    `rolled_until_ns` is the store's rollup watermark: the series of the rolled minutes
+    are read from the series table (by the ids in the rollups), not from every point."""
     p = d.new_params()
-    cols = ", ".join(_ident(c) for c in ("ServiceName", "Attributes", "ResourceAttributes"))
-    series = " UNION ALL ".join(
-        f"SELECT DISTINCT {cols} FROM {table} WHERE {_ident('MetricName')} = {p.bind(metric)}"
-        f" AND {_range(p, d, start_ns, end_ns)}"
-        for table in TYPES
-    )
+    cols = ", ".join(_ident(c) for c in schema.SERIES_KEY_COLUMNS)
+    rolled = rolled_span(start_ns, end_ns, rolled_until_ns)
+    parts = []
+    for table in TYPES:
+        skip = ""
+        if rolled is not None and table in schema.ROLLED_TABLES:
+            t = _ident("TimeUnix")
+            lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in rolled)
+            kept = schema.ROLLED_ROWS[table]
+            skip = f" AND NOT ({t} >= {lo} AND {t} < {hi} AND {kept})"
+        parts.append(
+            f"SELECT DISTINCT {cols} FROM {table} WHERE {_ident('MetricName')} = {p.bind(metric)}"
+            f" AND {_range(p, d, start_ns, end_ns)}{skip}"
+        )
+    if rolled is not None:
+        lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in rolled)
+        ids = (
+            f"SELECT DISTINCT {_ident('SeriesId')} FROM {schema.ROLLUP_1M} WHERE {_ident('MetricName')} ="
+            f" {p.bind(metric)} AND {_ident('TimeUnix')} >= {lo} AND {_ident('TimeUnix')} < {hi}"
+        )
+        parts.append(f"SELECT {cols} FROM {schema.METRIC_SERIES} WHERE {_ident('SeriesId')} IN ({ids})")
+    # a series read from both the rollups and the raw points is one series
+    series = f"SELECT DISTINCT * FROM ({' UNION ALL '.join(parts)}) u"
     resource_key = (
         "CASE "
         + " ".join(f"WHEN rk = {p.bind(raw)} THEN {p.bind(short)}" for raw, short in RESOURCE_KEYS.items())

@@ -400,7 +400,7 @@ def rolled_minutes(q: MetricSeriesQuery, kind: MetricKind, rolled_until_ns: int 
     (a bucket would split a minute), the metric is a cumulative monotonic counter or a
     histogram (rollups keep no previous point and no buckets), or a gauge's percentile
     (taken over raw values)."""
-    if not rolled_until_ns or q.interval_ns % MINUTE_NS:
+    if q.interval_ns % MINUTE_NS:
         return None
     if kind.table not in schema.ROLLED_TABLES or kind.behaves == "histogram":
         return None
@@ -408,8 +408,16 @@ def rolled_minutes(q: MetricSeriesQuery, kind: MetricKind, rolled_until_ns: int 
         return None
     if kind.behaves == "gauge" and q.space in PERCENTILES:
         return None
-    a = -(-q.start_ns // MINUTE_NS) * MINUTE_NS
-    b = min(rolled_until_ns, q.end_ns // MINUTE_NS * MINUTE_NS)
+    return rolled_span(q.start_ns, q.end_ns, rolled_until_ns)
+
+
+def rolled_span(start_ns: int, end_ns: int, rolled_until_ns: int | None) -> tuple[int, int] | None:
+    """The whole minutes [a, b) of [start_ns, end_ns) before `rolled_until_ns` (the
+    store's rollup watermark), or None when there are none."""
+    if not rolled_until_ns:
+        return None
+    a = -(-start_ns // MINUTE_NS) * MINUTE_NS
+    b = min(rolled_until_ns, end_ns // MINUTE_NS * MINUTE_NS)
     return (a, b) if a < b else None
 
 

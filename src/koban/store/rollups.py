@@ -45,12 +45,6 @@ _q = schema.quote_ident
 _KEY = f"hash({', '.join(_q(c) for c in schema.SERIES_KEY_COLUMNS)})"
 """The series key, the same hash the query layer computes over raw points."""
 _MINUTE = f"make_timestamp_ns(epoch_ns({_q('TimeUnix')}) // {MINUTE_NS} * {MINUTE_NS})"
-# Cumulative monotonic sums (OTLP AggregationTemporality 2) are read raw; see schema.
-_ROLLED_ROWS = {
-    schema.GAUGE: "TRUE",
-    schema.SUM: f"NOT ({_q('AggregationTemporality')} = 2 AND coalesce({_q('IsMonotonic')}, FALSE))",
-}
-
 
 def ddl() -> list[str]:
     """CREATE TABLE statements for the rollup tables and their bookkeeping."""
@@ -165,7 +159,7 @@ def compute(cur: duckdb.DuckDBPyConnection, step: Plan) -> pa.Table:
                 f" any_value({_q('ServiceName')}) AS svc, any_value({_q('Attributes')}) AS attrs,"
                 f" any_value({_q('ResourceAttributes')}) AS res FROM {table}"
                 f" WHERE {_q('TimeUnix')} >= make_timestamp_ns($lo) AND {_q('TimeUnix')} < make_timestamp_ns($hi)"
-                f" AND {_ROLLED_ROWS[table]} GROUP BY {_q('MetricName')}, sk, minute",
+                f" AND {schema.ROLLED_ROWS[table]} GROUP BY {_q('MetricName')}, sk, minute",
                 params={"kind": kind, "lo": lo, "hi": hi},
             ).to_arrow_table())  # fmt: skip
     return pa.concat_tables(parts) if parts else pa.table({})

@@ -170,6 +170,11 @@ ROLLED_TABLES = {GAUGE: "gauge", SUM: "sum"}
 """The raw tables that are rolled up, and their MetricTable value in the rollup tables.
 Cumulative monotonic sums are left out: their rollup would need each series' previous
 point (metric_series.py reads them raw)."""
+ROLLED_ROWS = {
+    GAUGE: "TRUE",
+    SUM: 'NOT ("AggregationTemporality" = 2 AND coalesce("IsMonotonic", FALSE))',
+}
+"""Which rows of each rolled table the rollups hold (an SQL condition both engines read)."""
 SERIES_KEY_COLUMNS = ("ServiceName", "Attributes", "ResourceAttributes")
 
 ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
