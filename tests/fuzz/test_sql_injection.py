@@ -172,6 +172,7 @@ def test_time_series_keeps_hostile_text_out_of_the_sql(store, q, source, agg, by
     flags=st.tuples(st.booleans(), st.booleans()),
 )
 def test_metric_series_keeps_hostile_text_out_of_the_sql(store, q, metric, by, space, rollup, table, flags):
+    from koban.query import metric_catalog as mc
     from koban.query import metric_series as ms
 
     before = _contents(store)
@@ -179,6 +180,9 @@ def test_metric_series_keeps_hostile_text_out_of_the_sql(store, q, metric, by, s
     query = ms.MetricSeriesQuery(metric, q, START, END, 60 * 10**9, tuple(by), space, rollup)
     _assert_safe(lambda d: ms.compile_lookup(metric, START, END, d), store)
     _assert_safe(lambda d: ms.compile_metric_series(query.resolved(kind), kind, d), store)
+    # the same through the rollup path (the store's tables exist; a watermark mid-range)
+    _assert_safe(lambda d: ms.compile_metric_series(query.resolved(kind), kind, d, (START + END) // 2), store)
+    _assert_safe(lambda d: mc.tags(d, metric, START, END, (START + END) // 2), store)
     assert _contents(store) == before
 
 
