@@ -1,17 +1,20 @@
 """A second StatsD receiving process on the same port (SO_REUSEPORT): the kernel spreads
-client sockets over both, and every window of the other process is merged into the
-server's, so sums, counts and sketches come out as if one process had read everything."""
+datagrams over both (at random, with the BPF program; else by client socket), and every
+window of the other process is merged into the server's, so sums, counts, sets, gauges
+and sketches come out as if one process had read everything."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 
 import pytest
 
 from koban.clock import FakeClock
 from koban.ingest.sketch import merge, quantile
 from koban.model import Batch
+from koban.receive.statsd_processes import spread_at_random
 from koban.receive.statsd_udp import StatsdListener
 
 pytestmark = pytest.mark.timeout(60)
@@ -88,3 +91,51 @@ def test_a_merged_window_holds_one_sketch_per_series_with_exact_quantiles():
     assert merged.count == len(values) and merged.min == 1 and merged.max == len(values)
     exact_p90 = values[int(0.9 * len(values)) - 1]
     assert abs(quantile(merged, 0.9) - exact_p90) / exact_p90 < 0.01
+
+
+async def _drained(listener: StatsdListener, timeout_s: float = 20.0) -> None:
+    """Wait until no socket of the port holds a datagram (what the other process read
+    is in its window once its socket is empty: it reads and adds in one step)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    inodes = {str(i) for i in listener._inodes}
+    while loop.time() < deadline:
+        await asyncio.sleep(0.05)  # the event loop reads the server's own socket meanwhile
+        queued = 0
+        with open("/proc/net/udp") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    queued += int(cols[4].split(":")[1], 16)  # rx_queue
+        if queued == 0:
+            return
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="random spreading is a Linux BPF program")
+def test_one_client_socket_reaches_both_processes_and_gauges_sets_and_counters_come_out_right():
+    n = 300
+
+    async def scenario(listener: StatsdListener) -> None:
+        assert listener.spread_at_random
+        datagrams = [f"fuel.{i % 10}:{i}|g\nlevel:+1|g\nusers:u{i % 50}|s\nreq:1|c".encode() for i in range(1, n + 1)]
+        _send(listener.port, [b"level:100|g"] + datagrams)  # one socket: one source address
+        await _drained(listener)
+        await listener.flush()
+        await _read_all(listener, n + 1)
+
+    listener, windows = _run(scenario)
+    assert listener.stats.datagrams == n + 1
+    assert 0 < listener.stats.datagrams_other_processes < n + 1  # one sender, both processes
+    [first, *_] = [w for w in windows if w.record_count]
+    gauges = {p.stream.name: p.value for p in first.gauges}
+    for k in range(10):  # the last value sent, though either process may have read it
+        assert gauges[f"fuel.{k}"] == max(i for i in range(1, n + 1) if i % 10 == k)
+    assert gauges["level"] == 100 + n  # the deltas of both processes, after the set value
+    assert gauges["users"] == 50
+    assert [p.value for p in first.sums] == [n]
+
+
+def test_without_a_reuseport_group_nothing_is_spread_and_nothing_breaks():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        assert spread_at_random(s, 2) is False

@@ -63,6 +63,12 @@ def _codec(codec: str) -> Callable[[bytes], Any]:
 def _statsd(data: bytes) -> Any:
     items, errors = statsd.parse_datagram(data)  # documented never to raise
     assert all(isinstance(e.reason, str) and len(e.line) <= 200 for e in errors)
+    from koban.pipeline.statsd_aggregator import StatsdAggregator
+
+    # the listener's one-pass path, twice (the second time from its memo), agrees
+    aggregator = StatsdAggregator(RECEIVED_NS)
+    for _ in range(2):
+        assert aggregator.add_datagram(data, RECEIVED_NS) == (len(items), errors)
     return items
 
 

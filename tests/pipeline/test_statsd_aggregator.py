@@ -219,3 +219,47 @@ def test_taking_a_window_remembers_gauges_for_later_deltas():
     agg.add(items, T0 + S)
     [temp] = agg.flush(T0 + 2 * S).gauges
     assert temp.value == 25.0
+
+
+def _window(datagram: bytes, received_ns: int):
+    agg = StatsdAggregator(T0)
+    agg.add_datagram(datagram, received_ns)
+    return agg.take()
+
+
+@pytest.mark.parametrize("direction", ["later absorbed", "earlier absorbed"])
+def test_merging_two_windows_keeps_the_gauge_set_last_whichever_is_absorbed(direction):
+    earlier, later = _window(b"temp:1|g", T0 + 1), _window(b"temp:2|g", T0 + 2)
+    main = StatsdAggregator(T0)
+    for state in ((earlier, later) if direction == "later absorbed" else (later, earlier)):
+        main.absorb(state)
+    [temp] = main.flush(T0 + 10 * S).gauges
+    assert temp.value == 2.0
+
+
+def test_merged_gauge_deltas_add_when_they_came_after_the_last_set_value():
+    main = StatsdAggregator(T0)
+    main.add_datagram(b"temp:10|g\ntemp:+1|g", T0 + 2)
+    main.absorb(_window(b"temp:+5|g", T0 + 3))  # after the 10: counts
+    main.absorb(_window(b"temp:+100|g", T0 + 1))  # before the 10: overwritten by it
+    [temp] = main.flush(T0 + 10 * S).gauges
+    assert temp.value == 16.0
+
+
+def test_deltas_taken_from_another_window_move_the_flushing_aggregators_last_value():
+    main = StatsdAggregator(T0)
+    main.add_datagram(b"temp:20|g", T0)
+    main.flush(T0 + S)
+    main.absorb(_window(b"temp:-3|g", T0 + 2 * S))  # the other process never saw the 20
+    main.absorb(_window(b"temp:-4|g", T0 + 2 * S))
+    [temp] = main.flush(T0 + 3 * S).gauges
+    assert temp.value == 13.0
+
+
+def test_a_gauge_absorbed_into_a_memoised_series_keeps_taking_lines():
+    main = StatsdAggregator(T0)
+    main.add_datagram(b"temp:1|g", T0 + 1)
+    main.absorb(_window(b"temp:5|g", T0 + 2))
+    main.add_datagram(b"temp:+1|g", T0 + 3)
+    [temp] = main.flush(T0 + 10 * S).gauges
+    assert temp.value == 6.0

@@ -104,30 +104,35 @@ def parse_datagram(data: bytes) -> tuple[list[Item], list[ParseError]]:
             except UnicodeDecodeError:
                 errors.append(ParseError(NOT_UTF8, raw[:_ERROR_LINE_CHARS].decode("utf-8", "replace")))
     for line in lines:
-        if not line:
-            continue
-        if line[-1] == "\r":
-            line = line[:-1]
-            if not line:
-                continue
-        if line[0] != "_":  # a metric: by far the most lines
-            result: Item | str | None = _metric(line, items)
-            if result is not None:
-                errors.append(ParseError(result, line[:_ERROR_LINE_CHARS]))
-            continue
-        if line.startswith("_e{"):
-            result = _event(line)
-        elif line.startswith("_sc|"):
-            result = _service_check(line)
-        else:
-            result = _metric(line, items)
-            if result is None:
-                continue
-        if isinstance(result, str):
-            errors.append(ParseError(result, line[:_ERROR_LINE_CHARS]))
-        else:
-            items.append(result)
+        error = parse_line(line, items)
+        if error is not None:
+            errors.append(error)
     return items, errors
+
+
+def parse_line(line: str, out: list[Item]) -> ParseError | None:
+    """Append the sample(s), event or service check of one line (no "\\n") to `out`;
+    the ParseError when it does not parse, else None. An empty line adds nothing."""
+    if line and line[-1] == "\r":
+        line = line[:-1]
+    if not line:
+        return None
+    if line[0] != "_":  # a metric: by far the most lines
+        reason = _metric(line, out)
+    elif line.startswith("_e{"):
+        reason = _add(_event(line), out)
+    elif line.startswith("_sc|"):
+        reason = _add(_service_check(line), out)
+    else:
+        reason = _metric(line, out)
+    return None if reason is None else ParseError(reason, line[:_ERROR_LINE_CHARS])
+
+
+def _add(result: Item | str, out: list[Item]) -> str | None:
+    if isinstance(result, str):
+        return result
+    out.append(result)
+    return None
 
 
 # What follows a metric line's values ("ms|@0.5|#env:prod") is the same for every line

@@ -1,14 +1,18 @@
 """More StatsD receiving processes on the same UDP port (SO_REUSEPORT), for a second core.
 
 Parsing and aggregating StatsD lines is pure Python and holds the GIL: one process
-tops out at one core (about 140k lines/s on this project's machine, benchmarks/README.md).
-With `statsd_processes = N`, koban binds its socket with SO_REUSEPORT and starts N - 1
-spawn'd processes that bind the same port; the kernel spreads datagrams over the
-sockets by source address and port, so one client socket always reaches the same
-process. Each process parses and aggregates on its own; at every flush the server
-process takes each one's open window (`StatsdAggregator.take`) and merges it into its
-own (`absorb`: counters and sketches add, sets unite) before flushing. Only the server
-process writes the WAL, so durability is unchanged.
+tops out at one core (benchmarks/README.md). With `statsd_processes = N`, koban binds
+its socket with SO_REUSEPORT and starts N - 1 spawn'd processes that bind the same
+port. By itself the kernel spreads datagrams over the sockets by source address and
+port, so one client socket always reaches the same process and two busy clients may
+well share one; so on Linux the server attaches a classic BPF program to the port's
+group that sends each datagram to a socket picked at random (`spread_at_random`).
+Each process parses and aggregates on its own; at every flush the server process takes
+each one's open window (`StatsdAggregator.take`) and merges it into its own (`absorb`:
+counters and sketches add, sets unite, a gauge keeps its latest set value). What
+"latest" means across processes is the kernel's receive time of the datagram
+(SO_TIMESTAMPNS), not when a busy process got round to it. Only the server process
+writes the WAL, so durability is unchanged.
 
 A receiving process ignores Ctrl-C (the server stops it) and exits by itself when its
 pipe to the server closes (the server died).
@@ -21,15 +25,24 @@ import os
 import selectors
 import signal
 import socket
+import struct
+import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
-from koban.ingest.statsd import parse_datagram
 from koban.pipeline.statsd_aggregator import StatsdAggregator, WindowState
 
 READS_PER_WAKEUP = 64
 MAX_DATAGRAM_BYTES = 65535  # a UDP payload can be no larger
+
+# Linux's numbers (asm-generic/socket.h, linux/filter.h); Python's socket module lacks them
+SO_TIMESTAMPNS = 35
+SO_ATTACH_REUSEPORT_CBPF = 51
+SKF_AD_RANDOM = 56
+SKF_AD_OFF = -0x1000
+_TIMESPEC = struct.Struct("qq")
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 def open_socket(host: str, port: int, rcvbuf_bytes: int, *, reuse_port: bool) -> socket.socket:
@@ -47,6 +60,48 @@ def open_socket(host: str, port: int, rcvbuf_bytes: int, *, reuse_port: bool) ->
         raise
     sock.setblocking(False)
     return sock
+
+
+def spread_at_random(sock: socket.socket, sockets: int) -> bool:
+    """Make the kernel hand each datagram of `sock`'s SO_REUSEPORT group to one of its
+    first `sockets` sockets at random (a classic BPF program: ld [random]; mod #n;
+    ret a). False when it cannot (not Linux, or the kernel refuses): the group keeps
+    the kernel's spread by source address."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    program = [
+        (0x20, 0, 0, (SKF_AD_OFF + SKF_AD_RANDOM) & 0xFFFFFFFF),  # BPF_LD|BPF_W|BPF_ABS
+        (0x94, 0, 0, sockets),  # BPF_ALU|BPF_MOD|BPF_K
+        (0x16, 0, 0, 0),  # BPF_RET|BPF_A
+    ]
+    code = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HP", len(program), ctypes.addressof(buf))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError:
+        return False
+    return True
+
+
+def keep_receive_times(sock: socket.socket) -> None:
+    """Have the kernel stamp each datagram with its receive time (see `receive`)."""
+    if sys.platform == "linux":
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def receive(sock: socket.socket) -> tuple[bytes, Any, int]:
+    """One datagram of a `keep_receive_times` socket: its bytes, its sender and the
+    kernel's receive time (ns since the epoch; now, where the kernel gave none).
+    Raises what recvmsg raises (BlockingIOError when there is none)."""
+    data, ancillary, _, addr = sock.recvmsg(MAX_DATAGRAM_BYTES, _ANCILLARY_BYTES)
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+            seconds, ns = _TIMESPEC.unpack_from(value)
+            return data, addr, seconds * 1_000_000_000 + ns
+    return data, addr, time.time_ns()
 
 
 class Counts(NamedTuple):
@@ -110,6 +165,7 @@ def _main(host: str, port: int, rcvbuf_bytes: int, options: dict[str, Any], netw
         conn.send(f"cannot listen for StatsD on {host}:{port} in a second process: {exc.strerror}")
         return
     conn.send(os.fstat(sock.fileno()).st_ino)
+    keep_receive_times(sock)
     allowed = None
     if networks:
         from koban.auth.networks import source_filter
@@ -149,23 +205,18 @@ def _read(sock: socket.socket, aggregator: StatsdAggregator, allowed: Any, count
     """Read up to READS_PER_WAKEUP datagrams into `aggregator`; returns how many were read."""
     for n in range(READS_PER_WAKEUP):
         try:
-            if allowed is None:
-                data = sock.recv(MAX_DATAGRAM_BYTES)
-            else:
-                data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
-                if not allowed(addr):
-                    counts[3] += 1
-                    continue
+            data, addr, received_ns = receive(sock)
         except (BlockingIOError, InterruptedError):
             return n
         except OSError:
             return n
+        if allowed is not None and not allowed(addr):
+            counts[3] += 1
+            continue
         counts[0] += 1
         counts[1] += len(data)
-        items, bad = parse_datagram(data)
-        counts[2] += len(items)
-        if items:
-            aggregator.add(items, time.time_ns())
+        items, bad = aggregator.add_datagram(data, received_ns)
+        counts[2] += items
         for e in bad:
             errors[e.reason] = errors.get(e.reason, 0) + 1
     return READS_PER_WAKEUP

@@ -11,8 +11,9 @@ UDP has no back-pressure, so losses are counted where they happen: datagrams the
 kernel dropped because the socket buffer was full (`kernel_drops()`, from
 /proc/net/udp on Linux), and points lost because `submit` failed (`stats.points_dropped`).
 
-With `processes` > 1 more processes read the same port (receive/statsd_processes.py);
-each flush first merges their open windows into this one, so one window is flushed.
+With `processes` > 1 more processes read the same port (receive/statsd_processes.py),
+each datagram going to one of them at random where the kernel allows; each flush first
+merges their open windows into this one, so one window is flushed.
 DogStatsD events go to the WAL with their own codec (ingest/events.py), for koban_events.
 """
 
@@ -30,10 +31,17 @@ from typing import Protocol
 from koban.clock import Clock
 from koban.ingest import events as events_codec
 from koban.ingest.otlp_encode import encode_logs, encode_metrics
-from koban.ingest.statsd import parse_datagram
 from koban.model import Batch
 from koban.pipeline.statsd_aggregator import StatsdAggregator
-from koban.receive.statsd_processes import MAX_DATAGRAM_BYTES, READS_PER_WAKEUP, ReceiverProcess, open_socket
+from koban.receive.statsd_processes import (
+    MAX_DATAGRAM_BYTES,
+    READS_PER_WAKEUP,
+    ReceiverProcess,
+    keep_receive_times,
+    open_socket,
+    receive,
+    spread_at_random,
+)
 
 log = logging.getLogger("koban.receive.statsd")
 
@@ -106,6 +114,7 @@ class StatsdListener:
         self._inodes: list[int] = []
         self._timer: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self.spread_at_random = False  # datagrams go to a random process, not by sender
 
     async def start(self) -> None:
         """Bind the socket and start the flush timer. Raises OSError when the address
@@ -117,14 +126,25 @@ class StatsdListener:
         self.port = sock.getsockname()[1]
         self._inodes = [os.fstat(sock.fileno()).st_ino]
         self._sock = sock
+        if self.processes > 1:
+            keep_receive_times(sock)  # orders one gauge's updates across processes
+        # read while the other processes start (a second or so): until they bind, every
+        # datagram comes here, and an unread 8 MiB buffer fills in a fraction of that
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sock.fileno(), self._read_ready)
         try:
             await self._start_receivers()
         except BaseException:
+            loop.remove_reader(sock.fileno())
             self._stop_receivers()
             sock.close()
             self._sock = None
             raise
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._read_ready)
+        if self.processes > 1:
+            self.spread_at_random = spread_at_random(sock, self.processes)
+            if not self.spread_at_random:
+                log.info("statsd: cannot spread datagrams at random over the %d receiving processes "
+                         "(not Linux, or refused): each client socket stays with one process", self.processes)
         if self.flush_interval_s > 0:
             self._timer = asyncio.create_task(self._flush_loop(), name="koban-statsd-flush")
 
@@ -175,31 +195,34 @@ class StatsdListener:
         if sock is None:
             return
         allowed = self.source_allowed
+        timed = self.processes > 1
+        received_ns = None
         for _ in range(READS_PER_WAKEUP):
             try:
-                if allowed is None:
+                if timed:
+                    data, addr, received_ns = receive(sock)
+                elif allowed is None:
                     data = sock.recv(MAX_DATAGRAM_BYTES)
                 else:
                     data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
-                    if not allowed(addr):  # statsd_allowed_networks
-                        self.datagrams_refused += 1
-                        continue
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # e.g. an ICMP error queued on the socket: count it, go on
                 self.stats.socket_errors += 1
                 return
-            self.receive(data)
+            if allowed is not None and not allowed(addr):  # statsd_allowed_networks
+                self.datagrams_refused += 1
+                continue
+            self.receive(data, received_ns)
 
-    def receive(self, data: bytes) -> None:
-        """Parse one datagram into the current window (what the protocol calls)."""
+    def receive(self, data: bytes, received_ns: int | None = None) -> None:
+        """Parse one datagram into the current window (what the protocol calls).
+        `received_ns`, the kernel's receive time, orders gauge updates across processes."""
         stats = self.stats
         stats.datagrams += 1
         stats.bytes += len(data)
-        items, errors = parse_datagram(data)
-        stats.items += len(items)
-        if items:
-            self.aggregator.add(items, self.clock.now_ns())
+        items, errors = self.aggregator.add_datagram(data, self.clock.now_ns(), received_ns)
+        stats.items += items
         if errors:
             counted: dict[str, int] = {}
             for e in errors:
