@@ -4,8 +4,9 @@ Uses the shared workload's remote write bodies (`gen_workload.py --remote-write`
 snappy-compressed remote write 1.0 WriteRequests of 5,000 samples each, 10,000 series
 x 240 steps), generated with its hour ending now so retention keeps them. N clients
 POST them to /api/v1/write; reports samples/s acknowledged (first request to last 2xx),
-samples/s stored (until koban's own `koban_store_records_written` counts them all) and
-the server's peak RSS. For comparison (issue 4): Prometheus 2.42 accepts ~334,000
+samples/s stored (until koban's own `koban_store_records_written` counts them all), the
+CPU time per sample of the server and its decode workers over that span (a cost that,
+unlike a rate, barely moves when other work loads the machine) and the server's peak RSS. For comparison (issue 4): Prometheus 2.42 accepts ~334,000
 samples/s of the same bodies on this machine, VictoriaMetrics ~1.2 million/s.
 
     .venv/bin/python benchmarks/remote_write.py [--series 10000] [--clients 4] [--url URL]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -60,13 +62,24 @@ def stored_records(api: httpx.Client) -> float:
     return 0.0
 
 
-def measure(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: float) -> dict:
+def measure(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: float,
+            server: _server.KobanServer | None = None) -> dict:
     total = sum(n for _, n in bodies)
     with httpx.Client(base_url=url, timeout=60) as api:
         before = stored_records(api)
+        cpu_before = server.cpu_seconds() if server else None
         sent = _server.post_all(url + "/api/v1/write", bodies, clients, headers=HEADERS)
         seen = _server.wait_until(lambda: stored_records(api) - before >= total, timeout_s, 0.05)
         stored_s = time.monotonic() - sent.started
+        cpu_after = server.cpu_seconds() if server else None
+    cpu = {}
+    if cpu_before and cpu_after:
+        main_s, workers_s = (after - b for after, b in zip(cpu_after, cpu_before))
+        cpu = {
+            "cpu_us_per_sample": round((main_s + workers_s) / total * 1e6, 2),
+            "cpu_us_per_sample_server": round(main_s / total * 1e6, 2),
+            "cpu_us_per_sample_workers": round(workers_s / total * 1e6, 2),
+        }
     return {
         "samples": total,
         "requests": sent.requests,
@@ -76,6 +89,8 @@ def measure(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: 
         "ack_samples_per_s": round(total / sent.seconds),
         "stored_seconds": round(stored_s, 3) if seen else None,
         "stored_samples_per_s": round(total / stored_s) if seen else None,
+        **cpu,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -93,19 +108,27 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(args.url, bodies, args.clients, args.timeout)
     else:
         with _server.KobanServer() as server:
-            result = measure(server.url, bodies, args.clients, args.timeout)
+            result = measure(server.url, bodies, args.clients, args.timeout, server)
             peak = server.peak_rss()
     result["peak_rss_mib"] = round(peak / 2**20) if peak else None
     path = _server.write_results("remote-write", {"params": vars(args), "result": result})
     print(f"results: {path}", file=sys.stderr)
-    print("| machine | date | series | samples | clients | acked samples/s | stored samples/s | peak RSS MiB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| machine | date | series | samples | clients | acked samples/s | stored samples/s "
+          "| CPU µs/sample (server + workers) | load avg | peak RSS MiB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     m = _server.machine()
     stored = f"{result['stored_samples_per_s']:,}" if result["stored_samples_per_s"] else "n/a"
     print(f"| {m['cpu']}, {m['cores']} cores | {_server.today()} | {args.series:,} | {result['samples']:,} | "
-          f"{args.clients} | {result['ack_samples_per_s']:,} | {stored} | "
-          f"{result['peak_rss_mib'] or 'n/a'} |")
+          f"{args.clients} | {result['ack_samples_per_s']:,} | {stored} | {_cpu_cell(result)} | "
+          f"{result['load_average'][0]} | {result['peak_rss_mib'] or 'n/a'} |")
     return 0
+
+
+def _cpu_cell(result: dict) -> str:
+    if "cpu_us_per_sample" not in result:
+        return "n/a"
+    return (f"{result['cpu_us_per_sample']} ({result['cpu_us_per_sample_server']} + "
+            f"{result['cpu_us_per_sample_workers']})")
 
 
 if __name__ == "__main__":

@@ -276,6 +276,44 @@ class SummaryPoint(NamedTuple):
     flags: int = 0
 
 
+class MetricColumns(NamedTuple):
+    """Gauge or sum points held per series, for protocols whose points mostly repeat
+    the series of earlier requests (Prometheus remote write): building a point object
+    and an attribute dict per sample cost more than everything else in ingest.
+
+    Series i has `streams[i]` and `attributes[i]`; `keys[i]` identifies it (equal keys
+    mean equal attributes and resources, so the store converts a key's maps once)
+    and `series_ids[i]` is a 64-bit hash of its labels, the same in every process (the
+    series cap counts by it). Point j belongs to series `point_series[j]`. The point
+    columns are pyarrow arrays (int32, int64 nanoseconds, float64), to keep them out of
+    Python objects. `aggregation_temporality` 0 means gauges; otherwise these are sums
+    with that temporality and `is_monotonic`. Treat everything as read-only.
+    """
+
+    streams: list[MetricStream]
+    attributes: list[Attributes]
+    keys: list[bytes]
+    series_ids: list[int]
+    point_series: Any
+    time_ns: Any
+    values: Any
+    aggregation_temporality: int = 0
+    is_monotonic: bool = False
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.time_ns)
+
+    def points(self) -> list[GaugePoint] | list[SumPoint]:
+        """The same points as GaugePoints or SumPoints, in order (for tests)."""
+        streams, attributes = self.streams, self.attributes
+        rows = zip(self.point_series.to_pylist(), self.time_ns.to_pylist(), self.values.to_pylist())
+        if not self.aggregation_temporality:
+            return [GaugePoint(streams[i], attributes[i], 0, t, v) for i, t, v in rows]
+        temporality, monotonic = self.aggregation_temporality, self.is_monotonic
+        return [SumPoint(streams[i], attributes[i], 0, t, v, temporality, monotonic) for i, t, v in rows]
+
+
 class Event(NamedTuple):
     """A DogStatsD event (`_e{...}`): something that happened (a deploy, an alert), kept
     in koban's own events table. `tags` maps each `key:value` tag to its value (a bare
@@ -318,6 +356,10 @@ class Batch(NamedTuple):
     """Log records already converted to the store's Arrow table (store/columns.py
     `prepare_logs`, run in the decode workers so the server process does not pay for
     it); opaque here, read through `num_rows`. They come after `logs` and `log_columns`."""
+    metric_columns: tuple[Any, ...] = ()
+    """Gauge and sum points held per series: MetricColumns, or the same already turned
+    into Arrow tables in a decode worker (store/columns.py `PreparedMetrics`); opaque
+    here, read through `num_rows`. They come after `gauges` and `sums`."""
 
     @property
     def metric_points(self) -> int:
@@ -327,6 +369,7 @@ class Batch(NamedTuple):
             + len(self.histograms)
             + len(self.exp_histograms)
             + len(self.summaries)
+            + sum(c.num_rows for c in self.metric_columns)
         )
 
     @property
@@ -347,6 +390,17 @@ class Batch(NamedTuple):
             logs.extend(c.records())
         return self._replace(logs=logs, log_columns=())
 
+    def with_metric_points(self) -> Batch:
+        """This batch with the points of its MetricColumns appended to `gauges` and
+        `sums`, and no `metric_columns` (for tests, and for code that wants points).
+        Raises ValueError for a batch whose metrics were already prepared for the store."""
+        gauges, sums = list(self.gauges), list(self.sums)
+        for c in self.metric_columns:
+            if not isinstance(c, MetricColumns):
+                raise ValueError("prepared metrics are Arrow tables, not points")
+            (sums if c.aggregation_temporality else gauges).extend(c.points())
+        return self._replace(gauges=gauges, sums=sums, metric_columns=())
+
     @staticmethod
     def merge(batches: list[Batch]) -> Batch:
         """One batch holding the records of all `batches`, in order."""
@@ -363,6 +417,7 @@ class Batch(NamedTuple):
             rejected=sum(b.rejected for b in batches),
             log_columns=tuple(chain.from_iterable(b.log_columns for b in batches)),
             prepared_logs=tuple(chain.from_iterable(b.prepared_logs for b in batches)),
+            metric_columns=tuple(chain.from_iterable(b.metric_columns for b in batches)),
         )
 
 

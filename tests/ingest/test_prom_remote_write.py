@@ -11,12 +11,18 @@ import pytest
 
 from koban.errors import DecodeError
 from koban.ingest import decode as decode_codec
-from koban.ingest.prom_remote_write import MESSAGES, SCOPE, STALE_NAN_BITS, decode
+from koban.ingest import prom_remote_write
+from koban.ingest.prom_remote_write import MESSAGES, SCOPE, STALE_NAN_BITS
 
 RECEIVED = 1_767_225_600_000_000_000
 T_MS = 1_767_225_600_123
 STALE = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
 COUNTER, HISTOGRAM = 1, 3
+
+
+def decode(payload: bytes, received_ns: int):
+    """The decoded batch with every sample as a point, whichever path decoded it."""
+    return prom_remote_write.decode(payload, received_ns).with_metric_points()
 
 
 def request(*series, metadata=()):
@@ -76,7 +82,7 @@ def test_it_reads_bytes_encoded_by_hand_as_prometheus_sends_them():
 def test_it_is_registered_as_the_prom_rw_metrics_codec():
     payload = request(({"__name__": "up"}, [(1.0, T_MS)]))
 
-    assert decode_codec("prom-rw/metrics", payload, RECEIVED) == decode(payload, RECEIVED)
+    assert decode_codec("prom-rw/metrics", payload, RECEIVED).with_metric_points() == decode(payload, RECEIVED)
 
 
 def test_each_sample_is_a_gauge_named_by_the_name_label_with_the_other_labels_as_attributes():

@@ -62,3 +62,62 @@ def test_metric_names_past_the_tracking_bound_are_dropped_under_one_name():
 def test_zero_means_no_cap():
     batch = _points("up", *[str(i) for i in range(100)])
     assert SeriesLimiter(0).admit(batch) is batch
+
+
+# --- points held per series (Prometheus remote write's MetricColumns) -------------------
+
+
+def _remote_write(metric: str, *pods: str, samples: int = 1) -> Batch:
+    from koban.ingest import prom_remote_write
+
+    req = prom_remote_write.MESSAGES["WriteRequest"]()
+    for step in range(samples):
+        for pod in pods:
+            ts = req.timeseries.add()
+            ts.labels.add(name="__name__", value=metric)
+            ts.labels.add(name="pod", value=pod)
+            ts.samples.add(value=1.0, timestamp=1_767_225_600_000 + step * 15_000)
+    batch = prom_remote_write.decode(req.SerializeToString(), 0)
+    assert batch.metric_columns and not batch.gauges  # the columnar path
+    return batch
+
+
+def _pods(batch: Batch) -> list[str]:
+    return [p.attributes["pod"] for p in batch.with_metric_points().gauges]
+
+
+def test_series_held_in_columns_are_capped_per_metric_and_their_points_counted():
+    dropped: list[int] = []
+    limiter = SeriesLimiter(2, on_drop=dropped.append)
+    first = _remote_write("up", "a", "b")
+    assert limiter.admit(first) is first
+
+    kept = limiter.admit(_remote_write("up", "a", "c", "b", "d", samples=2))
+
+    assert _pods(kept) == ["a", "b", "a", "b"]
+    assert dropped == [4]  # two new series, two points each
+    assert limiter.top() == [Offender("up", 2, 4)]
+
+
+def test_prepared_columns_are_capped_like_columns():
+    from koban.store.columns import prepare_metrics
+
+    limiter = SeriesLimiter(2)
+    limiter.admit(_remote_write("up", "a"))
+    prepared = prepare_metrics(_remote_write("up", "b", "c", "a"))
+
+    kept = limiter.admit(prepared)
+
+    assert kept.metric_points == 2 and limiter.tracked_series == 2
+    (columns,) = kept.metric_columns
+    assert columns.series.column("Attributes").to_pylist() == [[("pod", "b")], [("pod", "a")]]
+    assert columns.points.column("Series").to_pylist() == [0, 1]
+
+
+def test_a_column_series_is_remembered_and_forgotten_when_idle_like_a_point_series():
+    clock = FakeTime()
+    limiter = SeriesLimiter(1, idle_s=60, prune_every_s=10, monotonic=clock)
+    limiter.admit(_remote_write("up", "a"))
+    assert limiter.admit(_remote_write("up", "b")).metric_points == 0
+    clock.now = 100.0
+    assert _pods(limiter.admit(_remote_write("up", "b"))) == ["b"]

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from koban.ingest import decode
 from koban.ingest.scrub import BODY, Rule, Scrubber, compile_rules
-from koban.model import Attributes, Batch, LogColumns, Resource
+from koban.model import Attributes, Batch, LogColumns, MetricColumns, Resource
 
 
 class IngestPolicy(NamedTuple):
@@ -52,11 +52,16 @@ def decode_batch(policy: IngestPolicy, codec: str, payload: bytes, received_ns: 
 
 def apply_policy(policy: IngestPolicy, batch: Batch) -> Guarded:
     """`batch` with secrets masked and attributes capped; records are never added or
-    removed. Logs already prepared as Arrow tables (`prepared_logs`) are not looked at:
-    the policy must run before that step."""
+    removed. Logs and metrics already prepared as Arrow tables (`prepared_logs`, a
+    `metric_columns` that is not MetricColumns) are not looked at: the policy must run
+    before that step. MetricColumns are cleaned once per series, not per point, and
+    counted so."""
     if policy.inactive:
         return Guarded(batch, {})
-    g = _Guard(compile_rules(policy.rules), policy.max_attributes, policy.max_value_length)
+    g = _Guard(
+        compile_rules(policy.rules), policy.max_attributes, policy.max_value_length,
+        _unchanged_series.setdefault(policy, set()),
+    )
     out = batch._replace(
         logs=g.log_records(batch.logs),
         log_columns=tuple(g.log_columns(c) for c in batch.log_columns),
@@ -67,14 +72,24 @@ def apply_policy(policy: IngestPolicy, batch: Batch) -> Guarded:
         exp_histograms=g.points(batch.exp_histograms),
         summaries=g.points(batch.summaries),
         events=g.events(batch.events),
+        metric_columns=tuple(map(g.metric_columns, batch.metric_columns)),
     )
     return Guarded(out, g.scrubbed, g.dropped, g.truncated)
+
+
+# MetricColumns keys (ingest/prom_remote_write.py: a series' raw labels) whose attributes
+# the policy left as they were, per policy and per process: a series seen again is not
+# looked at again (remote write resends every series every scrape interval).
+_unchanged_series: dict[IngestPolicy, set[bytes]] = {}
+_MAX_UNCHANGED = 200_000
 
 
 class _Guard:
     """One batch's pass: the scrubber, the limits and the counts so far."""
 
-    def __init__(self, scrubber: Scrubber, max_attributes: int, max_value_length: int) -> None:
+    def __init__(
+        self, scrubber: Scrubber, max_attributes: int, max_value_length: int, unchanged: set[bytes]
+    ) -> None:
         self.scrubber = scrubber
         self.scrub_values = scrubber.scrubs_values
         self.max_attributes = max_attributes
@@ -83,6 +98,7 @@ class _Guard:
         self.dropped = 0
         self.truncated = 0
         self._resources: dict[int, Resource] = {}  # id -> cleaned: resources are shared by records
+        self.unchanged = unchanged  # MetricColumns keys this policy leaves as they are
 
     def value(self, value: str, key: str, limited: bool = True) -> str:
         """The value of attribute `key`, masked, and truncated when `limited`."""
@@ -229,6 +245,23 @@ class _Guard:
         texts = self.bodies([e.text for e in events])
         tags = self.dicts([e.tags for e in events])
         return [e._replace(title=a, text=b, tags=t) for e, a, b, t in zip(events, titles, texts, tags)]
+
+    def metric_columns(self, c):
+        if not isinstance(c, MetricColumns):
+            return c  # already prepared for the store
+        attrs = c.attributes
+        if not self.unchanged.issuperset(c.keys):
+            attrs = self.dicts(attrs)
+            if len(self.unchanged) >= _MAX_UNCHANGED:
+                self.unchanged.clear()
+            # only series that came out as they were: the others are cleaned (and counted) each time
+            self.unchanged.update(k for k, before, after in zip(c.keys, c.attributes, attrs) if after is before)
+        distinct = list({id(s): s for s in c.streams}.values())  # series share their stream
+        resources = self.resources([s.resource for s in distinct])
+        if all(map(operator.is_, resources, (s.resource for s in distinct))):
+            return c._replace(attributes=attrs)
+        cleaned = {id(s): s._replace(resource=r) for s, r in zip(distinct, resources)}
+        return c._replace(streams=[cleaned[id(s)] for s in c.streams], attributes=attrs)
 
     def points(self, points):
         if not points:

@@ -22,6 +22,13 @@ Mapping (docs/metrics.md, "One naming rule"):
   (or a histogram's or summary's `_bucket`/`_count`/`_sum`): then a cumulative SumPoint,
   monotonic except for `_sum`. Metadata's help and unit become description and unit.
 
+Most requests take a columnar path (`_columns`): a series' labels are read once per
+process and then looked up by their raw bytes, and the samples of the whole request are
+parsed in one protobuf call, giving `MetricColumns` (model.py) instead of a point object
+per sample. It takes a request whose every series is its labels followed by one sample
+(what Prometheus sends); any other request goes through the per-point path below, which
+gives the same rows.
+
 Rejected (counted, reason in the batch): staleness markers (the special NaN Prometheus
 writes when a series disappears; any other NaN is kept), times whose nanoseconds fall
 outside 0..2**63-1, every sample of a series with no `__name__`, native histograms.
@@ -30,15 +37,20 @@ Exemplars are not kept yet.
 
 from __future__ import annotations
 
+import hashlib
+import operator
+import re
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from koban import __version__
 from koban.errors import DecodeError
 from koban.ingest.otlp_values import MAX_TIME_NS, Rejections
-from koban.model import Batch, GaugePoint, MetricStream, Resource, Scope, SumPoint
+from koban.model import Batch, GaugePoint, MetricColumns, MetricStream, Resource, Scope, SumPoint
 
 SCOPE = Scope("koban.prometheus.remote_write", __version__)
 DEFAULT_SERVICE = "prometheus"
@@ -110,6 +122,14 @@ def _build_classes() -> dict[str, type]:
         ("unit", 5, string, ""),
     )
     kinds = f.message_type[-1].enum_type.add(name="MetricType")
+    # Wire-compatible views for the columnar path: each TimeSeries as its raw bytes, and
+    # the samples of a whole request (their fields concatenated) as two repeated fields.
+    _message(
+        f, "RawWriteRequest",
+        ("timeseries", 1, _F.TYPE_BYTES, "*"),
+        ("metadata", 3, msg, "*.prometheus.MetricMetadata"),
+    )
+    _message(f, "SampleColumns", ("value", 1, double, "*"), ("timestamp", 2, int64, "*"))
     names = ("UNKNOWN", "COUNTER", "GAUGE", "HISTOGRAM", "GAUGEHISTOGRAM", "SUMMARY", "INFO", "STATESET")
     for number, name in enumerate(names):
         kinds.value.add(name=name, number=number)
@@ -123,6 +143,9 @@ MESSAGES = _build_classes()
 """The message classes by name: WriteRequest, TimeSeries, Label, Sample, Exemplar,
 Histogram, MetricMetadata (for tests and benchmarks that build requests)."""
 WriteRequest = MESSAGES["WriteRequest"]
+_RawWriteRequest = MESSAGES.pop("RawWriteRequest")
+_SampleColumns = MESSAGES.pop("SampleColumns")
+_TimeSeries = MESSAGES["TimeSeries"]
 
 
 # --- decoding ------------------------------------------------------------------------
@@ -134,6 +157,13 @@ def decode(payload: bytes, received_ns: int) -> Batch:
     `received_ns` is unused: every sample carries its own time. Raises DecodeError when
     the payload is not a WriteRequest; refused samples are counted in `rejected`.
     """
+    batch = _columns(payload)
+    return batch if batch is not None else _points(payload)
+
+
+def _points(payload: bytes) -> Batch:
+    """The request as GaugePoints and SumPoints: the path for any request `_columns`
+    does not take."""
     req = WriteRequest()
     try:
         req.ParseFromString(payload)
@@ -223,3 +253,205 @@ def _stream(name: str, families: dict[str, tuple[int, str, str]], resource: Reso
                 break
     _, help_, unit = family or (0, "", "")
     return MetricStream(name, help_, unit, resource, SCOPE), kind
+
+
+# --- the columnar path ---------------------------------------------------------------
+
+# The last field of a series holding one sample: `samples` (field 2, 16 bytes) = value
+# (field 1, a double) then timestamp (field 2, a 6-byte varint: every millisecond time
+# from 1971 to 2109). With the value 0.0, which proto3 leaves out, the field is 9 bytes.
+_SAMPLE_TAIL = 18
+_TAILS = re.compile(rb"(?:\x12\x10\x09.{8}\x10[\x80-\xff]{5}[\x00-\x7f])*", re.S)
+_ONE_TAIL = re.compile(rb"\x12(?:\x10\x09.{8}|\x07)\x10[\x80-\xff]{5}[\x00-\x7f]\Z", re.S)
+_ZERO_VALUE = b"\x09" + bytes(8)  # the value field of 0.0, written out
+
+
+class _Labels(NamedTuple):
+    """What one label set (a series' raw label bytes) decodes to."""
+
+    name: str  # "" when the series has no __name__
+    job: str
+    instance: str
+    attributes: dict[str, str]
+    series_id: int
+    stream: MetricStream  # when the request has no metadata for it (a gauge)
+
+
+_ATTRIBUTES = operator.attrgetter("attributes")
+_SERIES_ID = operator.attrgetter("series_id")
+_MAX_CACHED = 200_000
+_labels_cache: dict[bytes, _Labels] = {}  # per process; cleared when full
+
+
+class _NotColumnar(Exception):
+    """The request has a shape the columnar path does not take."""
+
+
+def _columns(payload: bytes) -> Batch | None:
+    """The request as MetricColumns, or None when a series is not its labels followed by
+    one sample (the per-point path then decodes it)."""
+    req = _RawWriteRequest()
+    try:
+        req.ParseFromString(payload)
+    except Exception:
+        return None  # the per-point path says what is wrong
+    series = list(req.timeseries)
+    if not series:
+        return None
+    try:
+        keys, samples = _split(series)
+        index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+        labels = [_labels_cache.get(key) or _read_labels(key) for key in index]
+    except _NotColumnar:
+        return None
+    columns = _SampleColumns()
+    columns.ParseFromString(b"".join(samples))
+    if not len(columns.value) == len(columns.timestamp) == len(keys):
+        return None  # cannot happen after _split's checks; the other path is exact
+    point_series = pa.array(list(map(index.__getitem__, keys)), pa.int32())
+    time_ms = pa.array(list(columns.timestamp), pa.int64())
+    values = pa.array(list(columns.value), pa.float64())
+    rejections = Rejections()
+    kept = _kept_points(labels, point_series, time_ms, values, rejections)
+    families = _families(req.metadata)
+    time_ns = pc.multiply(time_ms, MS_TO_NS) if kept is None else pc.multiply(time_ms.filter(kept), MS_TO_NS)
+    if kept is not None:
+        point_series, values = point_series.filter(kept), values.filter(kept)
+    parts = _by_kind(labels, list(index), families, point_series, time_ns, values)
+    return Batch(metric_columns=parts, rejected=rejections.total, rejected_reason=rejections.reason())
+
+
+def _split(series: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Each series' label bytes and its one sample's fields (16 bytes). Raises
+    _NotColumnar when a series does not end with one sample field."""
+    tails = b"".join([s[-_SAMPLE_TAIL:] for s in series])
+    if len(tails) == _SAMPLE_TAIL * len(series) and _TAILS.fullmatch(tails):
+        # the usual case, checked in one pass: every value is there (not 0.0)
+        return [s[:-_SAMPLE_TAIL] for s in series], [s[-16:] for s in series]
+    keys, samples = [], []
+    for s in series:
+        m = _ONE_TAIL.search(s, max(0, len(s) - _SAMPLE_TAIL))
+        if m is None:
+            raise _NotColumnar
+        start = m.start()
+        keys.append(s[:start])
+        samples.append(s[start + 2:] if s[start + 1] == 16 else _ZERO_VALUE + s[start + 2:])
+    return keys, samples
+
+
+def _read_labels(key: bytes) -> _Labels:
+    """The label set of raw label bytes `key`, cached. Raises _NotColumnar unless `key`
+    is exactly a series' labels as protobuf writes them (so the cut before the sample
+    was at a field boundary, and equal label sets have equal keys)."""
+    ts = _TimeSeries()
+    try:
+        ts.ParseFromString(key)
+    except Exception:
+        raise _NotColumnar from None
+    if ts.samples or ts.exemplars or ts.histograms or ts.SerializeToString() != key:
+        raise _NotColumnar
+    labels = {label.name: label.value for label in ts.labels}
+    name = labels.pop("__name__", "")
+    job = labels.pop("job", "") or DEFAULT_SERVICE
+    attributes = {k: v for k, v in labels.items() if v}
+    instance = labels.get("instance", "")
+    series_id = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+    if len(_labels_cache) >= _MAX_CACHED:
+        _labels_cache.clear()
+        _gauge_streams.clear()
+        _resources.clear()
+    stream = _gauge_streams.get((name, job, instance))
+    if stream is None:
+        resource = _resources.get((job, instance))
+        if resource is None:
+            resource = _resources[job, instance] = _resource(job, instance)
+        stream = _gauge_streams[name, job, instance] = MetricStream(name, "", "", resource, SCOPE)
+    found = _labels_cache[key] = _Labels(name, job, instance, attributes, series_id, stream)
+    return found
+
+
+# (name, job, instance) -> the stream of gauges without metadata, shared by the cached
+# label sets (the store converts a stream's columns once per distinct stream)
+_gauge_streams: dict[tuple[str, str, str], MetricStream] = {}
+_resources: dict[tuple[str, str], Resource] = {}
+
+
+def _resource(job: str, instance: str) -> Resource:
+    attributes = {"service.name": job}
+    if instance:
+        attributes["service.instance.id"] = instance
+    return Resource(job, attributes)
+
+
+def _kept_points(labels: list[_Labels], point_series: pa.Array, time_ms: pa.Array, values: pa.Array,
+                 rejections: Rejections) -> pa.Array | None:
+    """A mask of the points to keep (None: all of them), counting the others: samples of
+    series without a name, times out of range, stale markers (in that order)."""
+    nameless = [i for i, series in enumerate(labels) if not series.name]
+    low, high = pc.min_max(time_ms).values()
+    if not nameless and 0 <= low.as_py() and high.as_py() <= MAX_TIME_MS and not pc.any(pc.is_nan(values)).as_py():
+        return None  # the usual case
+    no_name = pc.is_in(point_series, pa.array(nameless, pa.int32()))
+    bad_time = pc.and_not(pc.or_(pc.less(time_ms, 0), pc.greater(time_ms, MAX_TIME_MS)), no_name)
+    stale = pc.equal(values.view(pa.uint64()), pa.scalar(STALE_NAN_BITS, pa.uint64()))
+    stale = pc.and_not(pc.and_not(stale, no_name), bad_time)
+    for mask, reason in ((no_name, NO_NAME), (bad_time, TIME_RANGE), (stale, STALE_MARKER)):
+        for _ in range(pc.sum(mask).as_py() or 0):
+            rejections.add("sample", reason)
+    return pc.invert(pc.or_(pc.or_(no_name, bad_time), stale))
+
+
+def _by_kind(labels: list[_Labels], keys: list[bytes], families: dict[str, tuple[int, str, str]],
+             point_series: pa.Array, time_ns: pa.Array, values: pa.Array) -> tuple[MetricColumns, ...]:
+    """The points as one MetricColumns per kind (gauges, monotonic and other sums),
+    each holding only the series it has points of."""
+    if families:
+        series_stream, series_kind = _streams(labels, families)
+    else:  # the usual request, whose metadata Prometheus sends apart: gauges only
+        series_stream, series_kind = [series.stream for series in labels], [_GAUGE]
+    kinds = set(series_kind)
+    parts = []
+    for kind in sorted(kinds):
+        if len(kinds) == 1:
+            members, idx, times, vals = range(len(labels)), point_series, time_ns, values
+        else:
+            mask = pc.equal(pa.array(series_kind, pa.int8()).take(point_series), kind)
+            idx, times, vals = point_series.filter(mask), time_ns.filter(mask), values.filter(mask)
+            members = [i for i, k in enumerate(series_kind) if k == kind]
+        used = pc.unique(idx)
+        if len(used) < len(members):  # some series lost all their points: leave them out
+            members = sorted(used.to_pylist())
+        if len(members) < len(labels):
+            position = [-1] * len(labels)
+            for new, old in enumerate(members):
+                position[old] = new
+            idx = pa.array(position, pa.int32()).take(idx)
+        if not len(idx):
+            continue
+        chosen = labels if len(members) == len(labels) else [labels[i] for i in members]
+        parts.append(MetricColumns(
+            streams=series_stream if chosen is labels else [series_stream[i] for i in members],
+            attributes=list(map(_ATTRIBUTES, chosen)),
+            keys=keys if chosen is labels else [keys[i] for i in members],
+            series_ids=list(map(_SERIES_ID, chosen)),
+            point_series=idx,
+            time_ns=times,
+            values=vals,
+            aggregation_temporality=0 if kind == _GAUGE else CUMULATIVE,
+            is_monotonic=kind == _MONOTONIC,
+        ))
+    return tuple(parts)
+
+
+def _streams(labels: list[_Labels], families: dict[str, tuple[int, str, str]]) -> tuple[list[MetricStream], list[int]]:
+    """Each series' stream and kind as the request's metadata makes them."""
+    streams: dict[tuple[str, str, str], tuple[MetricStream, int]] = {}
+    series_stream, series_kind = [], []
+    for series in labels:
+        skey = (series.name, series.job, series.instance)
+        hit = streams.get(skey)
+        if hit is None:
+            hit = streams[skey] = _stream(series.name, families, series.stream.resource)
+        series_stream.append(hit[0])
+        series_kind.append(hit[1])
+    return series_stream, series_kind

@@ -12,16 +12,23 @@ if it is already in the offenders table, which is itself capped), and a series u
 for `idle_s` is forgotten, so a metric whose series churn (pod names, build ids) is not
 stuck at its cap forever. The count starts empty at each start: series stored before
 a restart count again only when they are seen again.
+
+Points held per series (`Batch.metric_columns`, from Prometheus remote write) are
+admitted a series at a time, before their rows are expanded; such a series is known by
+the stable hash of its labels its decoder gives (`series_ids`), so the same labels sent
+by remote write and by another protocol count as two series.
 """
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 from koban.model import Batch, Resource
+from koban.store.columns import keep_series, metric_series, series_ids_by_metric, series_point_counts
 
 METRIC_FIELDS = ("gauges", "sums", "histograms", "exp_histograms", "summaries")
 TOO_MANY_METRICS = "(too many metric names)"
@@ -77,6 +84,10 @@ class SeriesLimiter:
                 if len(kept) != len(points):
                     dropped_here += len(points) - len(kept)
                     changes[name] = kept
+            columns = [self._admit_columns(c, now) for c in batch.metric_columns]
+            if any(map(operator.is_not, columns, batch.metric_columns)):
+                dropped_here += sum(a.num_rows - b.num_rows for a, b in zip(batch.metric_columns, columns))
+                changes["metric_columns"] = tuple(columns)
         if dropped_here and self.on_drop is not None:
             self.on_drop(dropped_here)
         return batch._replace(**changes) if changes else batch
@@ -87,24 +98,58 @@ class SeriesLimiter:
         if resource_key is None:
             resource_key = resource_keys[id(stream.resource)] = _resource_key(stream.resource)
         key = hash((resource_key, frozenset(point.attributes.items())))
-        series = self._series.get(stream.name)
-        if series is None:
-            if len(self._series) >= self.max_metrics:
-                self._count_drop(TOO_MANY_METRICS)
-                return False
-            series = self._series[stream.name] = {}
-        if key in series:
-            series[key] = now
-            return True
-        if len(series) >= self.max_series:
-            self._count_drop(stream.name)
+        refusal = self._refusal(stream.name, key, now)
+        if refusal is not None:
+            self._count_drop(refusal)
             return False
-        series[key] = now
         return True
 
-    def _count_drop(self, metric: str) -> None:
+    def _admit_columns(self, columns, now: float):
+        """`columns` (MetricColumns or their prepared form) without the series over the
+        cap, whose points are counted as dropped under their metric."""
+        if all(self._admit_known(name, ids, now) for name, ids in series_ids_by_metric(columns)):
+            return columns  # the usual case: known series, or room for the new ones
+        names, ids = metric_series(columns)
+        refused: dict[int, str] = {}  # series -> what its dropped points count under
+        for i, (name, key) in enumerate(zip(names, ids)):
+            refusal = self._refusal(name, key, now)
+            if refusal is not None:
+                refused[i] = refusal
+        if not refused:
+            return columns
+        counts = series_point_counts(columns)
+        for i, metric in refused.items():
+            self._count_drop(metric, counts[i])
+        return keep_series(columns, [i not in refused for i in range(len(names))])
+
+    def _admit_known(self, name: str, ids: list[int], now: float) -> bool:
+        """Notes series `ids` of metric `name` as seen and returns True when each is
+        known or there is room for all of them; False (noting nothing) otherwise."""
+        series = self._series.get(name)
+        if series is None or (len(series) + len(ids) > self.max_series and not series.keys() >= set(ids)):
+            return False
+        series.update(dict.fromkeys(ids, now))
+        return True
+
+    def _refusal(self, name: str, key: int, now: float) -> str | None:
+        """None when series `key` of metric `name` is admitted (and noted); otherwise
+        the name its points are counted under as dropped."""
+        series = self._series.get(name)
+        if series is None:
+            if len(self._series) >= self.max_metrics:
+                return TOO_MANY_METRICS
+            series = self._series[name] = {}
+        if key in series:
+            series[key] = now
+            return None
+        if len(series) >= self.max_series:
+            return name
+        series[key] = now
+        return None
+
+    def _count_drop(self, metric: str, points: int = 1) -> None:
         if metric in self._dropped or len(self._dropped) < self.max_metrics:
-            self._dropped[metric] = self._dropped.get(metric, 0) + 1
+            self._dropped[metric] = self._dropped.get(metric, 0) + points
 
     def _prune(self, now: float) -> None:
         self._last_prune = now

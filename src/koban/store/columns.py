@@ -22,7 +22,9 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from koban.model import Batch, Exemplar, LogColumns, LogRecord, Resource, Scope
+import pyarrow.compute as pc
+
+from koban.model import Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope
 from koban.store import schema
 
 _SCALARS: dict[str, pa.DataType] = {
@@ -73,6 +75,7 @@ def batch_to_arrow(batch: Batch, *, dictionary_maps: bool = False) -> dict[str, 
         logs.append(converted)
     if logs:
         out[schema.LOGS] = _concat(logs, dictionary_maps)
+    prepared = _prepared_by_table(batch.metric_columns)
     for table, records, build in (
         (schema.TRACES, batch.spans, _span_columns),
         (schema.GAUGE, batch.gauges, _gauge_columns),
@@ -81,8 +84,11 @@ def batch_to_arrow(batch: Batch, *, dictionary_maps: bool = False) -> dict[str, 
         (schema.EXP_HISTOGRAM, batch.exp_histograms, _exp_histogram_columns),
         (schema.SUMMARY, batch.summaries, _summary_columns),
     ):
-        if records:
-            out[table] = _table(table, build(records, shared))
+        parts = [_table(table, build(records, shared))] if records else []
+        if prepared.get(table):
+            parts.append(_expanded(table, prepared[table], dictionary_maps))
+        if parts:
+            out[table] = _concat(parts, dictionary_maps)
     if batch.events:
         out[schema.EVENTS] = events_to_arrow(batch.events)
     return out
@@ -108,6 +114,210 @@ def warm_up() -> None:
     resource = Resource("warm-up", {"service.name": "warm-up"})
     scope = Scope("warm-up")
     prepare_logs(Batch(logs=[LogRecord(0, 0, "", "", 0, "", 0, "", {}, resource, scope)] * 2))
+
+
+# --- metrics held per series (MetricColumns) --------------------------------------------
+
+
+class PreparedMetrics(NamedTuple):
+    """MetricColumns (model.py) as Arrow, in three tables that point into each other:
+    `streams` has one row per distinct stream (the metric table's columns that a stream
+    decides: resource, scope, service and metric name, description, unit), `series` one
+    row per series ("Stream": its row of `streams`; "Attributes"; "Key" and "SeriesId"
+    as in MetricColumns), `points` one row per point ("Series": its row of `series`;
+    "TimeUnix" in ns; "Value"). Built in the decode workers by `prepare_metrics`;
+    batch_to_arrow expands them into table rows."""
+
+    table: str  # schema.GAUGE or schema.SUM
+    streams: pa.Table
+    series: pa.Table
+    points: pa.Table
+    aggregation_temporality: int = 0
+    is_monotonic: bool = False
+
+    @property
+    def num_rows(self) -> int:
+        return self.points.num_rows
+
+
+_GAUGE_NAMES = [name for name, _ in schema.METRIC_COLUMNS[schema.GAUGE]]
+# The columns a point's stream decides (ResourceAttributes .. MetricUnit), in table order.
+_STREAM_COLUMNS = tuple(_GAUGE_NAMES[: _GAUGE_NAMES.index("Attributes")])
+_STREAM_MAPS = ("ResourceAttributes", "ScopeAttributes")
+
+
+def prepare_metrics(batch: Batch) -> Batch:
+    """`batch` with its MetricColumns as PreparedMetrics (Arrow tables, cheap to send
+    to the server process). Raises what batch_to_arrow raises."""
+    if not any(isinstance(c, MetricColumns) for c in batch.metric_columns):
+        return batch
+    return batch._replace(metric_columns=tuple(map(_prepared, batch.metric_columns)))
+
+
+def metric_series(columns: MetricColumns | PreparedMetrics) -> tuple[list[str], list[int]]:
+    """The metric name and series id of each series of `columns` (for the series cap)."""
+    if isinstance(columns, MetricColumns):
+        return [s.name for s in columns.streams], columns.series_ids
+    names = columns.streams.column("MetricName").take(columns.series.column("Stream"))
+    return names.to_pylist(), columns.series.column("SeriesId").to_pylist()
+
+
+def series_ids_by_metric(columns: MetricColumns | PreparedMetrics) -> list[tuple[str, list[int]]]:
+    """The series ids of `columns` grouped by metric name (grouped in C when prepared)."""
+    if isinstance(columns, MetricColumns):
+        groups: dict[str, list[int]] = {}
+        for stream, series_id in zip(columns.streams, columns.series_ids):
+            groups.setdefault(stream.name, []).append(series_id)
+        return list(groups.items())
+    names = columns.streams.column("MetricName").take(columns.series.column("Stream"))
+    grouped = pa.table({"name": names, "id": columns.series.column("SeriesId")}).group_by("name").aggregate(
+        [("id", "list")]
+    )
+    return list(zip(grouped.column("name").to_pylist(), grouped.column("id_list").to_pylist()))
+
+
+def series_point_counts(columns: MetricColumns | PreparedMetrics) -> list[int]:
+    """How many points each series of `columns` has."""
+    if isinstance(columns, MetricColumns):
+        rows, counts = columns.point_series, [0] * len(columns.streams)
+    else:
+        rows, counts = columns.points.column("Series"), [0] * columns.series.num_rows
+    for item in pc.value_counts(rows).to_pylist():
+        counts[item["values"]] = item["counts"]
+    return counts
+
+
+def keep_series(columns: MetricColumns | PreparedMetrics, kept: list[bool]) -> MetricColumns | PreparedMetrics:
+    """`columns` with only the series whose `kept` is true, and their points."""
+    mask = pa.array(kept, pa.bool_())
+    position = pa.array(list(accumulate(kept, initial=-1))[1:], pa.int32())  # new row of a kept series
+    if isinstance(columns, MetricColumns):
+        point_mask = mask.take(columns.point_series)
+        rows = [i for i, k in enumerate(kept) if k]
+        return columns._replace(
+            streams=[columns.streams[i] for i in rows],
+            attributes=[columns.attributes[i] for i in rows],
+            keys=[columns.keys[i] for i in rows],
+            series_ids=[columns.series_ids[i] for i in rows],
+            point_series=position.take(columns.point_series.filter(point_mask)),
+            time_ns=columns.time_ns.filter(point_mask),
+            values=columns.values.filter(point_mask),
+        )
+    points = columns.points.filter(mask.take(columns.points.column("Series").combine_chunks()))
+    points = points.set_column(0, "Series", position.take(points.column("Series").combine_chunks()))
+    return columns._replace(series=columns.series.filter(mask), points=points)
+
+
+def _prepared(columns: MetricColumns | PreparedMetrics) -> PreparedMetrics:
+    if not isinstance(columns, MetricColumns):
+        return columns
+    table = schema.SUM if columns.aggregation_temporality else schema.GAUGE
+    types = _SCHEMAS[table]
+    streams = _distinct(columns.streams)
+    resources = _distinct([s.resource for s in streams.distinct])
+    scopes = _distinct([s.scope for s in streams.distinct])
+
+    def of_owners(owners: _Owners, field: Callable[[Any], Any], name: str) -> pa.Array:
+        values = pa.array(list(map(field, owners.distinct)), types.field(name).type)
+        return values if owners.indices is None else values.take(owners.indices)
+
+    def of_streams(field: Callable[[Any], Any], name: str) -> pa.Array:
+        return pa.array(list(map(field, streams.distinct)), types.field(name).type)
+
+    stream_columns = {
+        "ResourceAttributes": _repeated_maps(resources),
+        "ResourceSchemaUrl": of_owners(resources, _SCHEMA_URL, "ResourceSchemaUrl"),
+        "ScopeName": of_owners(scopes, _NAME, "ScopeName"),
+        "ScopeVersion": of_owners(scopes, _VERSION, "ScopeVersion"),
+        "ScopeAttributes": _repeated_maps(scopes),
+        "ScopeDroppedAttrCount": of_owners(scopes, _DROPPED, "ScopeDroppedAttrCount"),
+        "ScopeSchemaUrl": of_owners(scopes, _SCHEMA_URL, "ScopeSchemaUrl"),
+        "ServiceName": of_owners(resources, _SERVICE_NAME, "ServiceName"),
+        "MetricName": of_streams(_NAME, "MetricName"),
+        "MetricDescription": of_streams(_DESCRIPTION, "MetricDescription"),
+        "MetricUnit": of_streams(_UNIT, "MetricUnit"),
+    }
+    series = {
+        "Stream": streams.indices if streams.indices is not None else pa.array(range(len(columns.streams)), pa.int32()),
+        "Attributes": _maps(columns.attributes),
+        "Key": pa.array(columns.keys, pa.binary()),
+        "SeriesId": pa.array(columns.series_ids, pa.uint64()),
+    }
+    points = {"Series": columns.point_series, "TimeUnix": columns.time_ns, "Value": columns.values}
+    return PreparedMetrics(
+        table, _arrow_table(stream_columns), _arrow_table(series), _arrow_table(points),
+        columns.aggregation_temporality, columns.is_monotonic,
+    )
+
+
+def _arrow_table(columns: dict[str, pa.Array]) -> pa.Table:
+    return pa.Table.from_arrays(list(columns.values()), names=list(columns))
+
+
+def _prepared_by_table(metric_columns: Sequence[Any]) -> dict[str, list[PreparedMetrics]]:
+    out: dict[str, list[PreparedMetrics]] = {}
+    for c in metric_columns:
+        if c.num_rows:
+            p = _prepared(c)
+            out.setdefault(p.table, []).append(p)
+    return out
+
+
+def _column(tables: list[pa.Table], name: str, offsets: list[int] | None = None) -> pa.Array:
+    """Column `name` of `tables` end to end; with `offsets`, each table's values (rows of
+    another list of tables) shifted by its offset."""
+    parts = [t.column(name).combine_chunks() for t in tables]
+    if offsets is not None:
+        parts = [pc.add(part, pa.scalar(offset, part.type)) for part, offset in zip(parts, offsets)]
+    return pa.concat_arrays(parts)
+
+
+def _starts(tables: list[pa.Table]) -> list[int]:
+    return list(accumulate((t.num_rows for t in tables), initial=0))[:-1]
+
+
+def _expanded(table: str, parts: list[PreparedMetrics], dictionary_maps: bool) -> pa.Table:
+    """The rows of `parts` (all of `table`): each point's stream and series columns taken
+    from its stream and series, in C. With `dictionary_maps`, the map columns are
+    dictionary-encoded: a stream's maps once per stream, and series with the same key
+    (the same series in several requests) share one entry."""
+    streams = [p.streams for p in parts]
+    series = [p.series for p in parts]
+    point_series = _column([p.points for p in parts], "Series", _starts(series))
+    point_stream = _column(series, "Stream", _starts(streams)).take(point_series)
+    n = len(point_series)
+    columns: dict[str, Any] = {}
+    for name in _STREAM_COLUMNS:
+        values = _column(streams, name)
+        if dictionary_maps and name in _STREAM_MAPS:
+            columns[name] = pa.DictionaryArray.from_arrays(point_stream, values)
+        else:
+            columns[name] = values.take(point_stream)
+    attributes = _column(series, "Attributes")
+    if dictionary_maps:
+        keys = _column(series, "Key")
+        distinct = keys.dictionary_encode()
+        first = pc.index_in(distinct.dictionary, value_set=keys)  # a row of each distinct key
+        columns["Attributes"] = pa.DictionaryArray.from_arrays(distinct.indices.take(point_series), attributes.take(first))
+    else:
+        columns["Attributes"] = attributes.take(point_series)
+    types = _SCHEMAS[table]
+    columns["StartTimeUnix"] = pa.repeat(pa.scalar(0, _TS), n)
+    columns["TimeUnix"] = _column([p.points for p in parts], "TimeUnix").view(_TS)
+    columns["Value"] = _column([p.points for p in parts], "Value")
+    columns["Flags"] = pa.repeat(pa.scalar(0, types.field("Flags").type), n)
+    no_offsets = pa.repeat(pa.scalar(0, pa.int32()), n + 1)  # (pa.repeat of an empty list is slow)
+    for name in _EXEMPLAR_COLUMNS:
+        columns[name] = pa.ListArray.from_arrays(no_offsets, pa.array([], types.field(name).type.value_type))
+    if table == schema.SUM:
+        columns["AggregationTemporality"] = pa.concat_arrays([
+            pa.repeat(pa.scalar(p.aggregation_temporality, pa.int32()), p.num_rows) for p in parts
+        ])
+        columns["IsMonotonic"] = pa.concat_arrays([pa.repeat(pa.scalar(p.is_monotonic), p.num_rows) for p in parts])
+    return _table(table, columns)
+
+
+_EXEMPLAR_COLUMNS = tuple(name for name, _ in schema.METRIC_COLUMNS[schema.GAUGE] if name.startswith("Exemplars."))
 
 
 def _logs_table(batch: Batch, shared: SharedMaps) -> pa.Table | None:
@@ -244,6 +454,9 @@ _SERVICE_NAME = attrgetter("service_name")
 _SCHEMA_URL = attrgetter("schema_url")
 _NAME = attrgetter("name")
 _VERSION = attrgetter("version")
+_DESCRIPTION = attrgetter("description")
+_UNIT = attrgetter("unit")
+_DROPPED = attrgetter("dropped_attributes_count")
 
 
 def _log_columns(logs: LogColumns, shared: SharedMaps) -> dict[str, Any]:
