@@ -54,6 +54,11 @@ from koban.store.factory import open_store
 
 log = logging.getLogger("koban")
 
+LATE_MINUTES_SETTLE_S = 10.0
+"""A minute that received late points is rolled up again once none has come for this
+long: late points come in bursts (a backfill, a WAL replay, a lagging Prometheus), and
+recomputing a minute at every step of a burst costs more than the burst."""
+
 
 class Runtime:
     """Everything a running server holds. Open with `Runtime.open`, end with `close`."""
@@ -158,7 +163,7 @@ class Runtime:
         """Roll up the metric minutes that ended metric_rollup_delay_s ago or earlier
         (store/rollups.py); returns rollup rows written."""
         until = self.clock.now_ns() - int(self.settings.metric_rollup_delay_s * 1e9)
-        return self.store.roll_up_metrics(until)
+        return self.store.roll_up_metrics(until, settle_s=LATE_MINUTES_SETTLE_S)
 
     def trim_memory_if_idle(self) -> bool:
         """When the store has been idle for memory_trim_idle_s, give the memory kept

@@ -81,6 +81,9 @@ def test_charts_read_rollups_and_see_late_points(make_server):
     late[2] = ((10.0 * 2 + 1) + (102 + 1000) / 2) / 2
     # read raw until its minute is rolled again
     server.wait_for(lambda: _chart(server, first, 5, "avg:disk.used{*}") == late, what="the late point")
-    server.wait_for(lambda: _rolled_up_to(server, first + 5 * MINUTE_NS, 16), what="the late minute rolled again")
+    # rolled again once no late point has come for app.LATE_MINUTES_SETTLE_S (10 s)
+    server.wait_for(
+        lambda: _rolled_up_to(server, first + 5 * MINUTE_NS, 16), timeout_s=60, what="the late minute rolled again"
+    )
     assert _chart(server, first, 5, "avg:disk.used{*}") == late
     assert server.wait_for(lambda: "metric rollup failed" not in server.log() and "ok", what="no rollup errors")

@@ -154,3 +154,15 @@ def test_a_point_stored_while_a_step_reads_is_rolled_up_by_the_next_step(store):
     store.roll_up_metrics(T0 + 3 * MINUTE)
     assert rollup_rows(store) == raw_per_minute(store)
     assert store.metric_rollups_until_ns() == T0 + 3 * MINUTE
+
+
+def test_a_dirty_minute_waits_until_late_points_stop_coming(store):
+    store.write(Batch(gauges=gauges(range(3))), lsn=1)
+    store.roll_up_metrics(T0 + 3 * MINUTE)
+    store.write(Batch(gauges=[GaugePoint(CPU, {"host": "h8"}, 0, T0 + 5 * S, 8.0)]), lsn=2)
+    store.roll_up_metrics(T0 + 3 * MINUTE, settle_s=3600)  # marked just now: not yet
+    assert store.metric_rollups_until_ns() == T0
+    assert ("gauge", "cpu", "h8", 0) not in rollup_rows(store)
+    store.roll_up_metrics(T0 + 3 * MINUTE, settle_s=0)
+    assert store.metric_rollups_until_ns() == T0 + 3 * MINUTE
+    assert rollup_rows(store) == raw_per_minute(store)

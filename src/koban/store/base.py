@@ -82,9 +82,10 @@ class Store(Protocol):
         backend keeps nothing in this process."""
         ...
 
-    def roll_up_metrics(self, until_ns: int, *, max_steps: int = 1000) -> int:
+    def roll_up_metrics(self, until_ns: int, *, settle_s: float = 0.0, max_steps: int = 1000) -> int:
         """Bring the metric rollups (schema.ROLLUP_1M) up to the minute before `until_ns`
-        and recompute minutes that received late points; returns rollup rows written.
+        and recompute minutes that received late points, once none has come for
+        `settle_s`; returns rollup rows written.
         A backend without rollups does nothing. Raises StoreError."""
         ...
 

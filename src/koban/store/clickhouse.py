@@ -335,7 +335,7 @@ class ClickHouseStore:
         """Nothing to give back: ClickHouse keeps its caches in its own process."""
         return False
 
-    def roll_up_metrics(self, until_ns: int, *, max_steps: int = 1000) -> int:
+    def roll_up_metrics(self, until_ns: int, *, settle_s: float = 0.0, max_steps: int = 1000) -> int:
         """No rollup tables here yet: ClickHouse groups raw points per series fast
         enough on its own cluster, so metric queries read them (docs/metrics.md)."""
         return 0

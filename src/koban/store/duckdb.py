@@ -194,18 +194,19 @@ class DuckDBStore:
 
     # --- metric rollups (store/rollups.py) ---------------------------------------------
 
-    def roll_up_metrics(self, until_ns: int, *, max_steps: int = 1000) -> int:
+    def roll_up_metrics(self, until_ns: int, *, settle_s: float = 0.0, max_steps: int = 1000) -> int:
         """Roll up metric points of every minute before `until_ns` (and the dirty minutes
         behind the watermark), one step at a time (store/rollups.py): the raw points are
         read outside the write lock, so ingest waits only while a step's rows are
-        stored. Returns the rollup rows written. Raises StoreError when DuckDB fails."""
+        stored. Dirty minutes wait until no point has marked them for `settle_s`.
+        Returns the rollup rows written. Raises StoreError when DuckDB fails."""
         written = 0
         for _ in range(max_steps):
             with self._write_lock:
                 self._check_open()
                 before = self._rollup_watermark
                 try:
-                    step = rollups.plan(self._writer, before, until_ns)
+                    step = rollups.plan(self._writer, before, until_ns, int(settle_s * 1e9))
                 except duckdb.Error as e:
                     raise StoreError(f"DuckDB metric rollup failed: {e}") from e
                 if step.empty and step.next_watermark_ns == before:

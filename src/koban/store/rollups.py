@@ -23,6 +23,7 @@ caller holds the write lock and owns the transaction.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import duckdb
@@ -56,7 +57,8 @@ def ddl() -> list[str]:
     # seq tells marks made while a roll-up step computes from those it computed
     statements.append(f"CREATE SEQUENCE IF NOT EXISTS {DIRTY}_seq")
     statements.append(
-        f"CREATE TABLE IF NOT EXISTS {DIRTY} (minute_ns BIGINT NOT NULL, seq BIGINT NOT NULL DEFAULT nextval('{DIRTY}_seq'))"
+        f"CREATE TABLE IF NOT EXISTS {DIRTY} (minute_ns BIGINT NOT NULL,"
+        f" seq BIGINT NOT NULL DEFAULT nextval('{DIRTY}_seq'), marked_ns BIGINT NOT NULL DEFAULT 0)"
     )
     return statements
 
@@ -102,7 +104,10 @@ def exact_until(con: duckdb.DuckDBPyConnection, watermark_ns: int) -> int:
 
 def mark_dirty(con: duckdb.DuckDBPyConnection, minutes: set[int]) -> None:
     if minutes:
-        con.executemany(f"INSERT INTO {DIRTY} (minute_ns) VALUES ($1)", [(m,) for m in sorted(minutes)])
+        now = time.time_ns()
+        con.executemany(
+            f"INSERT INTO {DIRTY} (minute_ns, marked_ns) VALUES ($1, $2)", [(m, now) for m in sorted(minutes)]
+        )
 
 
 class Plan(NamedTuple):
@@ -132,13 +137,17 @@ class Plan(NamedTuple):
         return not self.ranges
 
 
-def plan(con: duckdb.DuckDBPyConnection, watermark_ns: int, target_ns: int) -> Plan:
+def plan(con: duckdb.DuckDBPyConnection, watermark_ns: int, target_ns: int, settle_ns: int = 0) -> Plan:
     """The next step towards `target_ns` (rounded down to a minute): up to
-    MAX_DIRTY_MINUTES dirty minutes, then up to CHUNK_MINUTES more minutes. Run it
-    under the write lock, and from then on treat points before `next_watermark_ns` as
-    late (note_late), so that what `compute` does not see is computed again later."""
+    MAX_DIRTY_MINUTES dirty minutes not marked in the last `settle_ns` (late points come
+    in bursts, a backfill or a replay: a minute is computed again once they stop, not at
+    every step), then up to CHUNK_MINUTES more minutes. Run it under the write lock, and
+    from then on treat points before `next_watermark_ns` as late (note_late), so that
+    what `compute` does not see is computed again later."""
     dirty = con.execute(
-        f"SELECT minute_ns, max(seq) FROM {DIRTY} GROUP BY minute_ns ORDER BY minute_ns LIMIT {MAX_DIRTY_MINUTES}"
+        f"SELECT minute_ns, max(seq) FROM {DIRTY} GROUP BY minute_ns HAVING max(marked_ns) <= $settled"
+        f" ORDER BY minute_ns LIMIT {MAX_DIRTY_MINUTES}",
+        {"settled": time.time_ns() - settle_ns},
     ).fetchall()
     target = target_ns // MINUTE_NS * MINUTE_NS
     start = watermark_ns or _first_minute(con, target)
