@@ -239,7 +239,7 @@ def test_counters_and_gauges_match_what_remote_write_stores_for_the_same_series(
             ts.labels.add(name=k, value=v)
         ts.samples.add(value=value, timestamp=1_767_225_600_000)
     rw.metadata.add(metric_family_name="http_requests_total", type=1)
-    written = prom_remote_write.decode(rw.SerializeToString(), 0)
+    written = prom_remote_write.decode(rw.SerializeToString(), 0).with_metric_points()
 
     def same(p):
         return (p.stream.name, p.stream.resource, p.attributes, p.time_ns, p.value)
