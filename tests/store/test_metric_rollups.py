@@ -166,3 +166,17 @@ def test_a_dirty_minute_waits_until_late_points_stop_coming(store):
     store.roll_up_metrics(T0 + 3 * MINUTE, settle_s=0)
     assert store.metric_rollups_until_ns() == T0 + 3 * MINUTE
     assert rollup_rows(store) == raw_per_minute(store)
+
+
+def test_rollups_count_towards_the_metrics_disk_use_but_not_its_rows(store):
+    from koban.query.storage import signal_usage
+
+    store.write(Batch(gauges=gauges(range(3))), lsn=1)
+    before = signal_usage(store.usage())["metrics"]
+    store.roll_up_metrics(T0 + 3 * MINUTE)
+    usage = store.usage()
+    assert usage[schema.ROLLUP_1M].rows == 9 and usage[schema.METRIC_SERIES].rows == 3
+    after = signal_usage(usage)["metrics"]
+    assert after["rows"] == before["rows"] == 18
+    assert usage[schema.ROLLUP_1M].bytes > 0
+    assert after["bytes"] == sum(usage[t].bytes for t in (*schema.METRIC_TABLES, *schema.DERIVED_TABLES))

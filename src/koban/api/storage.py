@@ -44,7 +44,7 @@ async def storage(request: Request) -> Response:
             for s, d in days.items()
         },
         "tables": {
-            t: {"signal": statements.SIGNAL_OF_TABLE.get(t), "bytes": u.bytes, "live_bytes": u.live_bytes,
+            t: {"signal": statements.table_signal(t), "bytes": u.bytes, "live_bytes": u.live_bytes,
                 "rows": u.rows, "stored_rows": u.stored_rows}
             for t, u in tables.items()
         },

@@ -16,6 +16,13 @@ from koban.store.base import QueryResult
 
 SIGNALS = tuple(schema.SIGNAL_TABLES)
 SIGNAL_OF_TABLE = {table: signal for signal, tables in schema.SIGNAL_TABLES.items() for table in tables}
+"""The tables of records, by signal (derived tables: schema.DERIVED_TABLES)."""
+
+
+def table_signal(table: str) -> str | None:
+    """The signal a table's disk counts for: its records' or, for a derived table, the
+    records' it is computed from; None for bookkeeping tables."""
+    return SIGNAL_OF_TABLE.get(table) or schema.DERIVED_TABLES.get(table)
 
 
 def _time(table: str) -> str:
@@ -81,13 +88,15 @@ def service_counts(result: QueryResult) -> dict[str, dict[str, int]]:
 
 def signal_usage(tables: dict[str, Any]) -> dict[str, dict[str, int]]:
     """{signal: {"bytes", "live_bytes", "rows"}} summed over the signal's tables from a
-    Store.usage() answer; tables of no signal are left out."""
+    Store.usage() answer; tables of no signal are left out. Derived tables (rollups)
+    add their bytes, not their rows: deleting a record's row deletes its share of them."""
     out = {signal: {"bytes": 0, "live_bytes": 0, "rows": 0} for signal in SIGNALS}
     for table, use in tables.items():
-        signal = SIGNAL_OF_TABLE.get(table)
+        signal = table_signal(table)
         if signal is None:
             continue
         out[signal]["bytes"] += use.bytes
         out[signal]["live_bytes"] += use.live_bytes
-        out[signal]["rows"] += use.rows
+        if table not in schema.DERIVED_TABLES:
+            out[signal]["rows"] += use.rows
     return out

@@ -71,7 +71,8 @@ class Store(Protocol):
         ...
 
     def usage(self) -> dict[str, TableUsage]:
-        """Disk use of each of koban's data tables (schema.ALL_TABLE_COLUMNS names).
+        """Disk use of each of koban's data tables (schema.ALL_TABLE_COLUMNS names, and
+        the schema.DERIVED_TABLES the backend keeps).
         Measured where the engine tells it (DuckDB: the table's blocks plus its share of
         the WAL; ClickHouse: its active parts on every node). Raises StoreError."""
         ...

@@ -368,7 +368,7 @@ class DuckDBStore:
         try:
             block_size = int(cur.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0])
             measured = {}
-            for table in schema.ALL_TABLE_COLUMNS:
+            for table in (*schema.ALL_TABLE_COLUMNS, *schema.DERIVED_TABLES):
                 # `table` is one of our own names, never a client's; storage_info takes it as a string
                 blocks, stored, unsaved = cur.execute(
                     "SELECT count(DISTINCT block_id) FILTER (WHERE persistent),"

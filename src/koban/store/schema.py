@@ -176,6 +176,9 @@ ROLLED_ROWS = {
 }
 """Which rows of each rolled table the rollups hold (an SQL condition both engines read)."""
 SERIES_KEY_COLUMNS = ("ServiceName", "Attributes", "ResourceAttributes")
+DERIVED_TABLES = {ROLLUP_1M: "metrics", METRIC_SERIES: "metrics"}
+"""Tables computed from a signal's rows: their disk counts for that signal (usage, the
+disk budget), their rows do not (they are not records)."""
 
 ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
     ("MetricTable", "VARCHAR"),
