@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -292,8 +293,14 @@ async def serve(settings: Settings) -> None:
     scraper = None
     demo_stop = threading.Event()
     # only the process that runs schedules (docs/scaling.md, "Several koban processes")
-    retention = asyncio.create_task(_retention_loop(runtime)) if settings.scheduler else None
-    rollups = asyncio.create_task(_rollup_loop(runtime)) if settings.metric_rollup_interval_s > 0 else None
+    retention = None
+    if settings.scheduler:
+        retention = asyncio.create_task(_repeat(runtime.apply_retention, settings.retention_interval_s, "retention"))
+    rollups = None
+    if settings.metric_rollup_interval_s > 0:
+        rollups = asyncio.create_task(
+            _repeat(runtime.roll_up_metrics, settings.metric_rollup_interval_s, "metric rollup")
+        )
     idle_trim = asyncio.create_task(_idle_trim_loop(runtime)) if settings.memory_trim_idle_s > 0 else None
     http = asyncio.create_task(server.serve(sockets=sockets)) if sockets else None
     try:
@@ -383,22 +390,15 @@ async def _idle_trim_loop(runtime: Runtime) -> None:
             log.exception("giving idle memory back failed; will try again")
 
 
-async def _rollup_loop(runtime: Runtime) -> None:
+async def _repeat(job: Callable[[], object], every_s: float, what: str) -> None:
+    """Run `job` in a worker thread now and then every `every_s` seconds; a failure is
+    logged and the next run tries again."""
     while True:
         try:
-            await anyio.to_thread.run_sync(runtime.roll_up_metrics)
+            await anyio.to_thread.run_sync(job)
         except Exception:
-            log.exception("metric rollup failed; will try again")
-        await asyncio.sleep(runtime.settings.metric_rollup_interval_s)
-
-
-async def _retention_loop(runtime: Runtime) -> None:
-    while True:
-        try:
-            await anyio.to_thread.run_sync(runtime.apply_retention)
-        except Exception:
-            log.exception("retention failed; will try again")
-        await asyncio.sleep(runtime.settings.retention_interval_s)
+            log.exception("%s failed; will try again", what)
+        await asyncio.sleep(every_s)
 
 
 def _demo_headers(runtime: Runtime) -> dict[str, str] | None:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
+
 from koban.settings import Settings
 from koban.store.base import Store
 
@@ -101,3 +103,17 @@ class Backend:
 def run(store: Store, stmt: Any, max_rows: int = 10_000) -> Any:
     """`store.query` of a query.dialects.Statement, with generous limits."""
     return store.query(stmt.sql, stmt.params, timeout_s=10, max_rows=max_rows)
+
+
+def backend_for(name: str, request: Any, tmp: Path) -> Backend:
+    """The Backend `name` for a test or fixture `request` (a pytest FixtureRequest),
+    skipping when the backend cannot run here."""
+    if name == "clickhouse" and not os.environ.get(URL_ENV):
+        pytest.skip(f"no real ClickHouse server: set {URL_ENV}=http://user:pass@host:8123/ to run against one")
+    if name in ("chdb", "chdb-http"):
+        engine = request.getfixturevalue("chdb_engine")
+        http = request.getfixturevalue("chdb_http") if name == "chdb-http" else None
+        return Backend(name, tmp, engine=engine, http=http)
+    if name == "clickhouse":
+        pytest.importorskip("clickhouse_connect", reason="clickhouse-connect (koban[clickhouse]) is not installed")
+    return Backend(name, tmp)

@@ -4,14 +4,13 @@ parametrised over conformance.backends.NAMES."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from conformance import records
-from conformance.backends import NAMES, URL_ENV, Backend
+from conformance.backends import NAMES, Backend, backend_for
 from koban.store.base import Store
 
 
@@ -35,21 +34,9 @@ def chdb_http(chdb_engine: Any) -> Iterator[Any]:
     server.stop()
 
 
-def _backend(name: str, request: pytest.FixtureRequest, tmp: Any) -> Backend:
-    if name == "clickhouse" and not os.environ.get(URL_ENV):
-        pytest.skip(f"no real ClickHouse server: set {URL_ENV}=http://user:pass@host:8123/ to run against one")
-    if name in ("chdb", "chdb-http"):
-        engine = request.getfixturevalue("chdb_engine")
-        http = request.getfixturevalue("chdb_http") if name == "chdb-http" else None
-        return Backend(name, tmp, engine=engine, http=http)
-    if name == "clickhouse":
-        pytest.importorskip("clickhouse_connect", reason="clickhouse-connect (koban[clickhouse]) is not installed")
-    return Backend(name, tmp)
-
-
 @pytest.fixture(params=NAMES)
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    b = _backend(request.param, request, tmp_path)
+    b = backend_for(request.param, request, tmp_path)
     yield b
     b.close()
 
@@ -61,7 +48,7 @@ def store(backend: Backend) -> Store:
 
 @pytest.fixture(scope="package", params=NAMES)
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    b = _backend(request.param, request, tmp_path_factory.mktemp(f"loaded-{request.param}"))
+    b = backend_for(request.param, request, tmp_path_factory.mktemp(f"loaded-{request.param}"))
     s = b.open()
     s.write(records.everything(), lsn=1)
     yield s

@@ -5,13 +5,12 @@ without rollups (ClickHouse today) says so and is read raw."""
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
 
 from conformance import records
-from conformance.backends import NAMES, URL_ENV, Backend, run
+from conformance.backends import NAMES, backend_for, run
 from koban.model import Batch, GaugePoint, SumPoint
 from koban.query import metric_series as ms
 from koban.query.dialects import for_store
@@ -42,12 +41,7 @@ def _random_points(seed: int = 7) -> Batch:
 
 @pytest.fixture(scope="module", params=NAMES)
 def rstore(request, tmp_path_factory):
-    name = request.param
-    if name == "clickhouse" and not os.environ.get(URL_ENV):
-        pytest.skip(f"no real ClickHouse server: set {URL_ENV}")
-    engine = request.getfixturevalue("chdb_engine") if name in ("chdb", "chdb-http") else None
-    http = request.getfixturevalue("chdb_http") if name == "chdb-http" else None
-    b = Backend(name, tmp_path_factory.mktemp(f"rollups-{name}"), engine=engine, http=http)
+    b = backend_for(request.param, request, tmp_path_factory.mktemp(f"rollups-{request.param}"))
     store = b.open()
     store.write(records.metric_series_batch(), lsn=1)
     store.write(_random_points(), lsn=2)

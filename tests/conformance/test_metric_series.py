@@ -5,12 +5,11 @@ exponential histograms, and a metric name held by two tables."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 
 from conformance import records
-from conformance.backends import NAMES, URL_ENV, Backend, run
+from conformance.backends import NAMES, backend_for, run
 from koban.model import Batch, GaugePoint
 from koban.query import metric_series as ms
 from koban.query.dialects import for_store
@@ -25,12 +24,7 @@ MINUTE = 60 * S
 def mstore(request, tmp_path_factory):
     """One store per backend holding records.metric_series_batch(), plus one gauge
     point of `jobs.done` (a name also held by the sum table)."""
-    name = request.param
-    if name == "clickhouse" and not os.environ.get(URL_ENV):
-        pytest.skip(f"no real ClickHouse server: set {URL_ENV}")
-    engine = request.getfixturevalue("chdb_engine") if name in ("chdb", "chdb-http") else None
-    http = request.getfixturevalue("chdb_http") if name == "chdb-http" else None
-    b = Backend(name, tmp_path_factory.mktemp(f"metrics-{name}"), engine=engine, http=http)
+    b = backend_for(request.param, request, tmp_path_factory.mktemp(f"metrics-{request.param}"))
     store = b.open()
     store.write(records.metric_series_batch(), lsn=1)
     stray = GaugePoint(records._stream("jobs.done", records.WEB), {}, 0, T0 + 15 * S, 99.0)

@@ -194,7 +194,7 @@ class StatsdAggregator:
                             cell[0] += value / weight
                         elif kind == _HISTOGRAM:
                             cell.add(value, weight)
-                        elif deltas and values[0] in "+-":
+                        elif deltas and values[0] in "+-":  # the gauge update of _add_gauge, inline: hot path
                             cell[_DELTA] += value
                             cell[_DELTA_NS] = order
                         else:
