@@ -12,6 +12,7 @@ the API sees every record) and the server's peak RSS.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         result["peak_rss_mib"] = None
         version = _server.koban_version(a.url)
     else:
-        with _server.KobanServer() as server:
+        with _server.KobanServer(extra_args=tuple(os.environ.get("KOBAN_BENCH_SERVER_ARGS", "").split())) as server:
             cpu_before = server.cpu_seconds()
             result = measure(server.url, bodies, end_ms, a.clients, a.timeout)
             cpu_after = server.cpu_seconds()

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         result = measure(args.url, bodies, args.clients, args.timeout)
     else:
-        with _server.KobanServer() as server:
+        with _server.KobanServer(extra_args=tuple(os.environ.get("KOBAN_BENCH_SERVER_ARGS", "").split())) as server:
             result = measure(server.url, bodies, args.clients, args.timeout, server)
             peak = server.peak_rss()
     result["peak_rss_mib"] = round(peak / 2**20) if peak else None

@@ -78,7 +78,10 @@ class Settings:
     decode_workers: int = _opt(2, "Processes that decode large requests beside the server (0: decode in-process).")
     max_body_bytes: int = _opt(16 * 2**20, "Largest request body accepted, after decompression (413 above).")
     queue_max_records: int = _opt(500_000, "Records that may wait for the store before ingest answers 429.")
-    batch_max_records: int = _opt(50_000, "Most records appended to the store in one transaction.")
+    # Above DuckDB's row group (122,880 rows) a backlogged writer's append is written
+    # as compressed row groups at once instead of through DuckDB's WAL and a later
+    # checkpoint: half the server's CPU per remote-write sample (benchmarks/README.md).
+    batch_max_records: int = _opt(150_000, "Most records appended to the store in one transaction.")
     batch_max_delay_ms: int = _opt(200, "Longest a record waits for its batch to fill before it is appended.")
     wal_segment_bytes: int = _opt(64 * 2**20, "Size at which the write-ahead log starts a new segment file.")
     # queries

@@ -54,7 +54,7 @@ class StoreWriter:
         wal: WriteAheadLog,
         decode: Decode,
         *,
-        batch_max_records: int = 50_000,
+        batch_max_records: int = 150_000,
         batch_max_delay_s: float = 0.2,
         truncate_every_s: float = 5.0,
         clock: Clock | None = None,
