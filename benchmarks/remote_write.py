@@ -19,6 +19,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,22 +37,25 @@ HEADERS = {
 
 
 def build_bodies(series: int) -> list[tuple[bytes, int]]:
-    """The workload's remote write bodies, its hour ending about now: (body, samples)."""
+    """The workload's remote write bodies, its hour ending about now: (body, samples).
+    They are generated into a temporary directory (dated now, they are of no use to a
+    later run: ~440 MB each)."""
     start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
-    out = _workload.DATA / f"remote-write-series{series}-{start:%Y%m%dT%H%M%S}"
-    cmd = [sys.executable, str(_workload.generator_path()), str(out), "--logs", "0", "--spans", "0",
-           "--series", str(series), "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--remote-write"]
-    print(f"generating remote write bodies for {series:,} series ...", file=sys.stderr)
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    files = sorted((out / "remote_write").iterdir())
-    per_body = 5000
-    total = series * 240
-    bodies = []
-    for i, f in enumerate(files):
-        samples = min(per_body, total - i * per_body)
-        bodies.append((f.read_bytes(), samples))
+    with tempfile.TemporaryDirectory(prefix="koban-remote-write-") as tmp:
+        out = Path(tmp)
+        cmd = [sys.executable, str(_workload.generator_path()), str(out), "--logs", "0", "--spans", "0",
+               "--series", str(series), "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--remote-write"]
+        print(f"generating remote write bodies for {series:,} series ...", file=sys.stderr)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        files = sorted((out / "remote_write").iterdir())
+        per_body = 5000
+        total = series * 240
+        bodies = []
+        for i, f in enumerate(files):
+            samples = min(per_body, total - i * per_body)
+            bodies.append((f.read_bytes(), samples))
     return bodies
 
 
