@@ -179,20 +179,15 @@ def _points(payload: bytes) -> Batch:
         if ts.histograms:
             for _ in range(len(ts.histograms)):
                 rejections.add("histogram", NATIVE_HISTOGRAM)
-        labels = {label.name: label.value for label in ts.labels}
-        name = labels.pop("__name__", "")
+        name, job, instance, attrs = _named(ts.labels)
         if not name:
             for _ in range(len(ts.samples)):
                 rejections.add("sample", NO_NAME)
             continue
-        job = labels.pop("job", "") or DEFAULT_SERVICE
-        instance = labels.get("instance", "")
-        attrs = {k: v for k, v in labels.items() if v}
         rkey = (job, instance)
         resource = resources.get(rkey)
         if resource is None:
-            res = {"service.name": job, "service.instance.id": instance} if instance else {"service.name": job}
-            resource = resources[rkey] = Resource(job, res)
+            resource = resources[rkey] = _resource(job, instance)
         skey = (name, job, instance)
         hit = streams.get(skey)
         if hit is None:
@@ -350,11 +345,7 @@ def _read_labels(key: bytes) -> _Labels:
         raise _NotColumnar from None
     if ts.samples or ts.exemplars or ts.histograms or ts.SerializeToString() != key:
         raise _NotColumnar
-    labels = {label.name: label.value for label in ts.labels}
-    name = labels.pop("__name__", "")
-    job = labels.pop("job", "") or DEFAULT_SERVICE
-    attributes = {k: v for k, v in labels.items() if v}
-    instance = labels.get("instance", "")
+    name, job, instance, attributes = _named(ts.labels)
     series_id = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
     if len(_labels_cache) >= _MAX_CACHED:
         _labels_cache.clear()
@@ -376,7 +367,17 @@ _gauge_streams: dict[tuple[str, str, str], MetricStream] = {}
 _resources: dict[tuple[str, str], Resource] = {}
 
 
+def _named(labels: Any) -> tuple[str, str, str, dict[str, str]]:
+    """A series' labels by the naming rule (module docstring): its metric name ("" when
+    it has none), job (service), instance and point attributes."""
+    values = {label.name: label.value for label in labels}
+    name = values.pop("__name__", "")
+    job = values.pop("job", "") or DEFAULT_SERVICE
+    return name, job, values.get("instance", ""), {k: v for k, v in values.items() if v}
+
+
 def _resource(job: str, instance: str) -> Resource:
+    """The resource of a series: the job as service.name, the instance as its id."""
     attributes = {"service.name": job}
     if instance:
         attributes["service.instance.id"] = instance
