@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from koban.query.dialects import Dialect, Params, Statement
-from koban.query.metric_series import TYPES, rolled_span
+from koban.query.dialects import Dialect, Statement
+from koban.query.metric_series import TYPES, rolled_span, time_between
 from koban.store import schema
 from koban.store.base import QueryResult
 
@@ -25,11 +25,6 @@ RESOURCE_KEYS = {"host.name": "host", "deployment.environment": "env", "deployme
 fields); `service.name` is left out, the `service` key covers it."""
 
 
-def _range(p: Params, d: Dialect, start_ns: int, end_ns: int) -> str:
-    t = _ident("TimeUnix")
-    return f"{t} >= {d.ts_from_ns(p.bind(int(start_ns)))} AND {t} < {d.ts_from_ns(p.bind(int(end_ns)))}"
-
-
 def names(d: Dialect, text: str, start_ns: int, end_ns: int, limit: int) -> Statement:
     """(name, type, unit, description) of metrics with a point in the range whose name
     contains `text` (case-insensitive; "" for all), by name, at most `limit` rows."""
@@ -41,7 +36,7 @@ def names(d: Dialect, text: str, start_ns: int, end_ns: int, limit: int) -> Stat
         parts.append(
             f"SELECT {name} AS name, {p.bind(kind)} AS type, max({_ident('MetricUnit')}) AS unit,"
             f" max({_ident('MetricDescription')}) AS description FROM {table}"
-            f" WHERE {_range(p, d, start_ns, end_ns)}{match} GROUP BY {name}"
+            f" WHERE {time_between(p, d, start_ns, end_ns)}{match} GROUP BY {name}"
         )
     sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) m ORDER BY name, type LIMIT {p.bind(int(limit))}"
     return Statement(sql, p.values)
@@ -79,19 +74,15 @@ def tags(d: Dialect, metric: str, start_ns: int, end_ns: int, rolled_until_ns: i
     for table in TYPES:
         skip = ""
         if rolled is not None and table in schema.ROLLED_TABLES:
-            t = _ident("TimeUnix")
-            lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in rolled)
-            kept = schema.ROLLED_ROWS[table]
-            skip = f" AND NOT ({t} >= {lo} AND {t} < {hi} AND {kept})"
+            skip = f" AND NOT ({time_between(p, d, *rolled)} AND {schema.ROLLED_ROWS[table]})"
         parts.append(
             f"SELECT DISTINCT {cols} FROM {table} WHERE {_ident('MetricName')} = {p.bind(metric)}"
-            f" AND {_range(p, d, start_ns, end_ns)}{skip}"
+            f" AND {time_between(p, d, start_ns, end_ns)}{skip}"
         )
     if rolled is not None:
-        lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in rolled)
         ids = (
             f"SELECT DISTINCT {_ident('SeriesId')} FROM {schema.ROLLUP_1M} WHERE {_ident('MetricName')} ="
-            f" {p.bind(metric)} AND {_ident('TimeUnix')} >= {lo} AND {_ident('TimeUnix')} < {hi}"
+            f" {p.bind(metric)} AND {time_between(p, d, *rolled)}"
         )
         parts.append(f"SELECT {cols} FROM {schema.METRIC_SERIES} WHERE {_ident('SeriesId')} IN ({ids})")
     # a series read from both the rollups and the raw points is one series

@@ -152,11 +152,13 @@ def choose_kind(rows: list[tuple]) -> MetricKind | None:
 
 
 def _where(p: Params, d: Dialect, metric: str, start_ns: int, end_ns: int) -> str:
+    return f"{_ident('MetricName')} = {p.bind(metric)} AND {time_between(p, d, start_ns, end_ns)}"
+
+
+def time_between(p: Params, d: Dialect, start_ns: int, end_ns: int) -> str:
+    """`TimeUnix` in [start_ns, end_ns), the times bound as parameters."""
     t = _ident("TimeUnix")
-    return (
-        f"{_ident('MetricName')} = {p.bind(metric)}"
-        f" AND {t} >= {d.ts_from_ns(p.bind(int(start_ns)))} AND {t} < {d.ts_from_ns(p.bind(int(end_ns)))}"
-    )
+    return f"{t} >= {d.ts_from_ns(p.bind(int(start_ns)))} AND {t} < {d.ts_from_ns(p.bind(int(end_ns)))}"
 
 
 # --- compile -------------------------------------------------------------------------
@@ -233,11 +235,7 @@ def _points(
     # one 64-bit hash names the series (both engines hash several arguments together);
     # the rollups name their series with the same hash (store/rollups.py)
     series = ", ".join(_ident(c) for c in schema.SERIES_KEY_COLUMNS)
-    skip = ""
-    if outside is not None:
-        col = _ident("TimeUnix")
-        lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in outside)
-        skip = f" AND NOT ({col} >= {lo} AND {col} < {hi})"
+    skip = f" AND NOT ({time_between(p, d, *outside)})" if outside is not None else ""
     return (
         f"SELECT {d.int_div(t, iv)} * {iv} AS bucket{group_cols}, {d.row_hash(series)} AS sk,"
         f" {t} AS t, {d.ts_to_ns(_ident('StartTimeUnix'))} AS st{values}"
@@ -387,7 +385,7 @@ def _exp_cells(kind: MetricKind, d: Dialect, p: Params, groups: list[str], q: Me
 
 # --- from rollups -----------------------------------------------------------------------
 
-MINUTE_NS = 60 * 1_000_000_000
+MINUTE_NS = schema.ROLLUP_NS
 # A rollup's value for one series in one bucket, from its minutes' (c, s, lo, hi):
 # over several rows, or over the single row a 1-minute bucket has.
 _ROLLUP_OVER_ROWS = {"avg": "sum(s) / sum(c)", "sum": "sum(s)", "min": "min(lo)", "max": "max(hi)", "count": "sum(c)"}
@@ -440,13 +438,12 @@ def _rolled(
         f" WHERE {col('MetricTable')} = {table} AND {col('MetricName')} = {metric}"
         f" AND {compile_filter(q.filter, src, d, p)}"
     )
-    lo, hi = (d.ts_from_ns(p.bind(int(x))) for x in rolled)
     from_rollups = (
         f"SELECT {d.int_div(d.ts_to_ns(col('TimeUnix')), iv)} * {iv} AS bucket{g_list}, sk,"
         f" {d.to_float(col('Count'))} AS c, {col('Sum')} AS s, {col('Min')} AS lo, {col('Max')} AS hi"
         f" FROM {schema.ROLLUP_1M} JOIN series ON {col('SeriesId')} = sid"
         f" WHERE {col('MetricTable')} = {table} AND {col('MetricName')} = {metric}"
-        f" AND {col('TimeUnix')} >= {lo} AND {col('TimeUnix')} < {hi}"
+        f" AND {time_between(p, d, *rolled)}"
     )
     value = d.to_float(col("Value"))
     from_points = (

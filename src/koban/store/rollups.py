@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from koban.store import schema
 
-MINUTE_NS = 60 * 1_000_000_000
+MINUTE_NS = schema.ROLLUP_NS
 CHUNK_MINUTES = 15
 """Minutes rolled per transaction while catching up: a large backlog (a server started
 on a day of data) is worked off without holding the writer for seconds at a time."""
@@ -47,12 +47,11 @@ _KEY = f"hash({', '.join(_q(c) for c in schema.SERIES_KEY_COLUMNS)})"
 """The series key, the same hash the query layer computes over raw points."""
 _MINUTE = f"make_timestamp_ns(epoch_ns({_q('TimeUnix')}) // {MINUTE_NS} * {MINUTE_NS})"
 
+
 def ddl() -> list[str]:
     """CREATE TABLE statements for the rollup tables and their bookkeeping."""
-    statements = []
-    for table, columns in ((schema.ROLLUP_1M, schema.ROLLUP_COLUMNS), (schema.METRIC_SERIES, schema.SERIES_COLUMNS)):
-        cols = ", ".join(f"{_q(c)} {t}" for c, t in columns)
-        statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+    tables = {schema.ROLLUP_1M: schema.ROLLUP_COLUMNS, schema.METRIC_SERIES: schema.SERIES_COLUMNS}
+    statements = schema.duckdb_ddl(tables)
     statements.append(f"CREATE TABLE IF NOT EXISTS {STATE} (watermark_ns BIGINT NOT NULL)")
     # seq tells marks made while a roll-up step computes from those it computed
     statements.append(f"CREATE SEQUENCE IF NOT EXISTS {DIRTY}_seq")
@@ -207,7 +206,8 @@ def apply(con: duckdb.DuckDBPyConnection, step: Plan, rows: pa.Table) -> int:
             con.unregister(_NEW)
     if step.dirty:
         con.execute(
-            f"DELETE FROM {DIRTY} WHERE seq <= $seq AND minute_ns <= $last", {"seq": step.dirty_seq, "last": step.dirty[-1]}
+            f"DELETE FROM {DIRTY} WHERE seq <= $seq AND minute_ns <= $last",
+            {"seq": step.dirty_seq, "last": step.dirty[-1]},
         )
     con.execute(f"UPDATE {STATE} SET watermark_ns = $w", {"w": step.next_watermark_ns})
     return written

@@ -165,6 +165,8 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 # lets DuckDB use an array instead of a hash table (twice as fast over 14M rows).
 # Kept by the DuckDB store; a backend without them reports no rollups and is read raw.
 ROLLUP_1M = "koban_metric_rollup_1m"
+ROLLUP_NS = 60 * 1_000_000_000
+"""The time a rollup row covers: one minute, starting at a whole minute."""
 METRIC_SERIES = "koban_metric_series"
 ROLLED_TABLES = {GAUGE: "gauge", SUM: "sum"}
 """The raw tables that are rolled up, and their MetricTable value in the rollup tables.
@@ -211,10 +213,10 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def duckdb_ddl() -> list[str]:
-    """CREATE TABLE statements for every table, in DuckDB's types."""
+def duckdb_ddl(tables: dict[str, tuple[tuple[str, str], ...]] = ALL_TABLE_COLUMNS) -> list[str]:
+    """CREATE TABLE statements for `tables` (every table by default), in DuckDB's types."""
     statements = []
-    for table, columns in ALL_TABLE_COLUMNS.items():
+    for table, columns in tables.items():
         cols = ",\n  ".join(f"{quote_ident(c)} {t}" for c, t in columns)
         statements.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)")
     return statements
