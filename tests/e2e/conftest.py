@@ -105,6 +105,13 @@ class KobanServer:
     def client(self) -> KobanClient:
         return KobanClient(self.url)
 
+    def gauge(self, name: str) -> float:
+        """The value of unlabelled series `name` in the server's /metrics."""
+        for line in self.client().metrics_text().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{name} not in /metrics")
+
     def wait_for(self, predicate, timeout_s: float = 20.0, what: str = "condition"):
         """Poll `predicate()` until it returns a truthy value; returns it."""
         deadline = time.monotonic() + timeout_s

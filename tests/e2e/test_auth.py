@@ -305,13 +305,6 @@ def test_binding_beyond_loopback_needs_auth_and_an_admin(tmp_path, make_server):
     assert httpx.get(server.url + "/api/logs").status_code == 401
 
 
-def _gauge(server, name: str) -> float:
-    for line in server.client().metrics_text().splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def test_with_auth_off_all_is_open_and_statsd_takes_only_the_allowed_networks(make_server):
     import socket
 
@@ -331,8 +324,8 @@ def test_with_auth_off_all_is_open_and_statsd_takes_only_the_allowed_networks(ma
         for _ in range(5):
             stranger.sendto(b"shop.orders:1|c", ("127.0.0.1", port))
         friend.sendto(b"shop.orders:1|c", ("127.0.0.1", port))
-        server.wait_for(lambda: _gauge(server, "koban_statsd_datagrams_refused") == 5, what="5 refused datagrams")
-        server.wait_for(lambda: _gauge(server, "koban_statsd_datagrams_received") == 1, what="1 received datagram")
+        server.wait_for(lambda: server.gauge("koban_statsd_datagrams_refused") == 5, what="5 refused datagrams")
+        server.wait_for(lambda: server.gauge("koban_statsd_datagrams_received") == 1, what="1 received datagram")
     finally:
         stranger.close()
         friend.close()

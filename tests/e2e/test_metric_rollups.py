@@ -38,18 +38,11 @@ def _post(server, points) -> None:
     assert r.status_code == 200, r.text
 
 
-def _gauge(server, name: str) -> float:
-    for line in server.client().metrics_text().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no {name} in /metrics")
-
-
 def _rolled_up_to(server, until_ns: int, records: int) -> bool:
     """`records` stored, and every minute before `until_ns` rolled up after that."""
     return (
-        _gauge(server, "koban_store_records_written") >= records
-        and _gauge(server, "koban_metric_rollup_watermark_seconds") * S >= until_ns
+        server.gauge("koban_store_records_written") >= records
+        and server.gauge("koban_metric_rollup_watermark_seconds") * S >= until_ns
     )
 
 
