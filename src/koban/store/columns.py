@@ -21,7 +21,6 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 import pyarrow as pa
-
 import pyarrow.compute as pc
 
 from koban.model import Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope
@@ -158,8 +157,12 @@ def metric_series(columns: MetricColumns | PreparedMetrics) -> tuple[list[str], 
     """The metric name and series id of each series of `columns` (for the series cap)."""
     if isinstance(columns, MetricColumns):
         return [s.name for s in columns.streams], columns.series_ids
-    names = columns.streams.column("MetricName").take(columns.series.column("Stream"))
-    return names.to_pylist(), columns.series.column("SeriesId").to_pylist()
+    return _series_names(columns).to_pylist(), columns.series.column("SeriesId").to_pylist()
+
+
+def _series_names(columns: PreparedMetrics) -> pa.ChunkedArray:
+    """The metric name of each series of `columns`."""
+    return columns.streams.column("MetricName").take(columns.series.column("Stream"))
 
 
 def series_ids_by_metric(columns: MetricColumns | PreparedMetrics) -> list[tuple[str, list[int]]]:
@@ -169,10 +172,8 @@ def series_ids_by_metric(columns: MetricColumns | PreparedMetrics) -> list[tuple
         for stream, series_id in zip(columns.streams, columns.series_ids):
             groups.setdefault(stream.name, []).append(series_id)
         return list(groups.items())
-    names = columns.streams.column("MetricName").take(columns.series.column("Stream"))
-    grouped = pa.table({"name": names, "id": columns.series.column("SeriesId")}).group_by("name").aggregate(
-        [("id", "list")]
-    )
+    ids = pa.table({"name": _series_names(columns), "id": columns.series.column("SeriesId")})
+    grouped = ids.group_by("name").aggregate([("id", "list")])
     return list(zip(grouped.column("name").to_pylist(), grouped.column("id_list").to_pylist()))
 
 
@@ -298,7 +299,8 @@ def _expanded(table: str, parts: list[PreparedMetrics], dictionary_maps: bool) -
         keys = _column(series, "Key")
         distinct = keys.dictionary_encode()
         first = pc.index_in(distinct.dictionary, value_set=keys)  # a row of each distinct key
-        columns["Attributes"] = pa.DictionaryArray.from_arrays(distinct.indices.take(point_series), attributes.take(first))
+        indices = distinct.indices.take(point_series)
+        columns["Attributes"] = pa.DictionaryArray.from_arrays(indices, attributes.take(first))
     else:
         columns["Attributes"] = attributes.take(point_series)
     types = _SCHEMAS[table]
