@@ -97,7 +97,7 @@ def decode_logs(payload: bytes, received_ns: int) -> Batch:
                 records.extend(sl.log_records)
                 resources.extend(repeat(resource, len(records) - before))
                 scopes.extend(repeat(scope, len(records) - before))
-        columns = log_columns(records, resources, scopes, received_ns, rejections)
+        columns = log_columns(records, resources, scopes, received_ns, rejections, payload)
     except TooDeep:
         raise DecodeError("ExportLogsServiceRequest: attribute values nested too deep") from None
     return Batch(
