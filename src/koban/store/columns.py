@@ -401,11 +401,13 @@ class _Owners(NamedTuple):
 def _distinct(owners: Sequence[Any]) -> _Owners:
     """`owners` (one resource or scope per record) deduplicated by identity."""
     ids = list(map(id, owners))
-    by_id = dict(zip(ids, owners))  # the owners list keeps every id alive and unique
-    if len(by_id) == len(ids):
+    # Arrow numbers the distinct ids in order of first appearance, in C++: a third of
+    # the time of a dict of positions looked up once per record.
+    encoded = pa.array(ids, type=pa.uint64()).dictionary_encode()
+    if len(encoded.dictionary) == len(ids):
         return _Owners(list(owners), None)
-    position = {i: n for n, i in enumerate(by_id)}
-    return _Owners(list(by_id.values()), pa.array(list(map(position.__getitem__, ids)), type=pa.int32()))
+    by_id = dict(zip(ids, owners))  # the owners list keeps every id alive and unique
+    return _Owners(list(map(by_id.__getitem__, encoded.dictionary.to_pylist())), encoded.indices)
 
 
 def _repeated_maps(owners: _Owners) -> pa.Array:
