@@ -38,17 +38,11 @@ def build_bodies(records: int, batch: int) -> tuple[list[tuple[bytes, int]], int
 
 
 def warm_up(url: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float) -> None:
-    """Sends `bodies` before the clock starts and waits until they are stored. A server
-    starts its decode workers at the first large requests, and each spends ~1.5 s of CPU
-    importing its libraries: a one-off cost, which the rates would otherwise count."""
-    if not bodies:
-        return
+    """Sends `bodies` before the clock starts (see `_server.warm_up`)."""
     start_ms = end_ms - 3_600_000
     with httpx.Client(base_url=url, timeout=60) as api:
-        before = _server.log_count(api, "", start_ms, end_ms + 1000)
-        _server.post_all(f"{url}/v1/logs", bodies, clients)
-        total = sum(n for _, n in bodies)
-        _server.wait_until(lambda: _server.log_count(api, "", start_ms, end_ms + 1000) - before >= total, timeout_s, 0.05)
+        _server.warm_up(f"{url}/v1/logs", bodies, clients,
+                        lambda: _server.log_count(api, "", start_ms, end_ms + 1000), timeout_s)
 
 
 def measure(url: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float) -> dict:

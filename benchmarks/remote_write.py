@@ -68,16 +68,10 @@ def stored_records(api: httpx.Client) -> float:
 
 
 def warm_up(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: float) -> None:
-    """Sends `bodies` before the clock starts and waits until they are stored, so that
-    the server's decode workers are running (each spends ~1.5 s of CPU starting: a
-    one-off cost). Their samples are stored twice; the rates count only the timed run."""
-    if not bodies:
-        return
+    """Sends `bodies` before the clock starts (see `_server.warm_up`); their samples are
+    stored twice, and the rates count only the timed run."""
     with httpx.Client(base_url=url, timeout=60) as api:
-        before = stored_records(api)
-        _server.post_all(url + "/api/v1/write", bodies, clients, headers=HEADERS)
-        total = sum(n for _, n in bodies)
-        _server.wait_until(lambda: stored_records(api) - before >= total, timeout_s, 0.05)
+        _server.warm_up(url + "/api/v1/write", bodies, clients, lambda: stored_records(api), timeout_s, HEADERS)
 
 
 def measure(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: float,
