@@ -130,15 +130,16 @@ def test_values_are_bound_never_inlined():
     p = DUCKDB.new_params()
     sql = compile_filter(M("@user.id", "o'brien"), LOGS, DUCKDB, p)
     assert "o'brien" not in sql and "user.id" not in sql
-    assert p.values == {"p0": "user.id", "p1": "o'brien"}
-    assert sql == 'coalesce(coalesce("LogAttributes"[$p0], "ResourceAttributes"[$p0]) = $p1, FALSE)'
+    # LogAttributes is JSON text on DuckDB (looked up by JSON pointer), ResourceAttributes a MAP
+    assert p.values == {"p0": "/user.id", "p1": "user.id", "p2": "o'brien"}
+    assert sql == 'coalesce(coalesce(("LogAttributes" ->> $p0), "ResourceAttributes"[$p1]) = $p2, FALSE)'
 
 
 def test_numeric_looking_attribute_value_adds_a_numeric_test():
     p = DUCKDB.new_params()
     sql = compile_filter(M("@http.status_code", "500"), LOGS, DUCKDB, p)
     assert "TRY_CAST(" in sql and " OR " in sql
-    assert p.values["p2"] == 500.0
+    assert p.values["p3"] == 500.0
 
 
 def test_clickhouse_filter_uses_typed_placeholders_and_null_safe_map_access():

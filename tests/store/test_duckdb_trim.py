@@ -36,7 +36,7 @@ def test_an_idle_store_gives_back_cached_blocks_but_not_while_in_use(tmp_path):
             store.write(_logs(50_000), lsn)
         store._writer.execute("CHECKPOINT")  # rows into table blocks on disk, read back by the query below
         result = store.query("SELECT count(*), max(length(\"Body\")) FROM otel_logs WHERE \"Body\" LIKE '%9 a%'"
-                             " OR \"LogAttributes\"['k1'] = 'nothing'",
+                             " OR \"LogAttributes\"->>'k1' = 'nothing'",
                              {}, timeout_s=30, max_rows=1)
         assert result.rows[0][0] > 0
         cached = _cached_table_bytes(store)

@@ -194,16 +194,19 @@ class Attribute(Field):
     def __init__(self, lookups: tuple[tuple[str, str], ...]) -> None:
         self.lookups = lookups
 
-    def _keys(self, p: Params) -> list[tuple[str, str]]:
+    def _keys(self, d: Dialect, p: Params) -> list[tuple[str, str]]:
         # Bind each distinct key once so the SQL stays readable.
         placeholders: dict[str, str] = {}
-        for _, key in self.lookups:
-            if key not in placeholders:
-                placeholders[key] = p.bind(key)
-        return [(col, placeholders[key]) for col, key in self.lookups]
+        out = []
+        for col, key in self.lookups:
+            bound = d.map_key(col, key)
+            if bound not in placeholders:
+                placeholders[bound] = p.bind(bound)
+            out.append((col, placeholders[bound]))
+        return out
 
     def value(self, d: Dialect, p: Params) -> str:
-        gets = [d.map_get(_ident(col), key) for col, key in self._keys(p)]
+        gets = [d.map_get(_ident(col), key) for col, key in self._keys(d, p)]
         return gets[0] if len(gets) == 1 else f"coalesce({', '.join(gets)})"
 
     def match(self, value: str, d: Dialect, p: Params) -> str:
@@ -215,7 +218,7 @@ class Attribute(Field):
         return f"({v} = {p.bind(value)} OR {d.to_double(v)} = {p.bind(number)})"
 
     def exists(self, d: Dialect, p: Params) -> str:
-        return "(" + " OR ".join(d.map_has(_ident(col), key) for col, key in self._keys(p)) + ")"
+        return "(" + " OR ".join(d.map_has(_ident(col), key) for col, key in self._keys(d, p)) + ")"
 
     def group(self, d: Dialect, p: Params) -> str:
         return self.value(d, p)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
+from koban.store.schema import DUCKDB_JSON_MAPS, quote_ident
+
 
 class Statement(NamedTuple):
     """A statement ready for `Store.query(sql, params, ...)`."""
@@ -75,6 +77,12 @@ class Dialect:
         raise NotImplementedError
 
     # --- maps ---------------------------------------------------------------------
+    def map_key(self, column: str, key: str) -> str:
+        """What to bind to look `key` up in map column `column` (a bare name) with
+        map_get / map_has: the key itself, unless the backend stores the column in
+        another shape."""
+        return key
+
     def map_get(self, col_sql: str, key: str) -> str:
         """The value under `key` (a placeholder) in a string map, NULL when missing."""
         raise NotImplementedError
@@ -170,10 +178,24 @@ class DuckDBDialect(Dialect):
     def new_params(self) -> Params:
         return Params(_dollar_placeholder)
 
+    # Map columns the DuckDB store keeps as JSON object text (schema.DUCKDB_JSON_MAPS):
+    # looked up with ->> and a JSON pointer, whose escaping keeps every key literal
+    # (dots, quotes, a leading $ or /, the empty key).
+    _json_maps = frozenset(quote_ident(c) for c in DUCKDB_JSON_MAPS.values())
+
+    def map_key(self, column: str, key: str) -> str:
+        if quote_ident(column) in self._json_maps:
+            return "/" + key.replace("~", "~0").replace("/", "~1")
+        return key
+
     def map_get(self, col_sql: str, key: str) -> str:
+        if col_sql in self._json_maps:
+            return f"({col_sql} ->> {key})"
         return f"{col_sql}[{key}]"
 
     def map_has(self, col_sql: str, key: str) -> str:
+        if col_sql in self._json_maps:
+            return f"json_exists({col_sql}, {key})"
         return f"map_contains({col_sql}, {key})"
 
     def contains_ci(self, expr: str, needle: str) -> str:

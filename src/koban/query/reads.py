@@ -8,6 +8,7 @@ are integer nanoseconds already resolved by the caller; ranges are half-open
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
@@ -47,9 +48,12 @@ def _rows(result: QueryResult) -> list[dict[str, Any]]:
 
 
 def as_dict(value: Any) -> dict[str, str]:
-    """A map column as a dict, whatever shape the driver returns it in."""
+    """A map column as a dict, whatever shape the driver returns it in (JSON text for
+    the map columns DuckDB keeps as JSON, schema.DUCKDB_JSON_MAPS)."""
     if value is None:
         return {}
+    if isinstance(value, str):
+        return json.loads(value)
     if isinstance(value, dict):
         if set(value) == {"key", "value"} and isinstance(value["key"], list):
             return dict(zip(value["key"], value["value"]))  # older DuckDB map shape

@@ -23,6 +23,7 @@ from koban.model import Batch
 from koban.store import rollups, schema
 from koban.store.base import QueryResult, TableUsage
 from koban.store.columns import batch_to_arrow
+from koban.store.json_maps import maps_to_json
 
 # DuckDB-only bookkeeping: ClickHouse deduplicates by insert token instead.
 STATE_TABLE = "koban_state"
@@ -91,6 +92,7 @@ class DuckDBStore:
             self._writer = self._db.cursor()
             for ddl in schema.duckdb_ddl():
                 self._writer.execute(ddl)
+            _json_maps_from_maps(self._writer)
             self._writer.execute(_STATE_DDL)
             self._rollup_watermark = rollups.open_watermark(self._writer)
             self._rollups_exact_until = rollups.exact_until(self._writer, self._rollup_watermark)
@@ -123,7 +125,7 @@ class DuckDBStore:
         if lsn <= self._applied_lsn:
             return
         try:
-            tables = batch_to_arrow(batch, dictionary_maps=True)
+            tables = _with_json_maps(batch_to_arrow(batch, dictionary_maps=True))
         except MemoryError as e:  # pyarrow's ArrowMemoryError is also an ArrowException
             raise StoreError(f"out of memory converting the batch at LSN {lsn}", lsn=lsn) from e
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
@@ -412,6 +414,30 @@ class DuckDBStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed")
+
+
+def _with_json_maps(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """`tables` with the map columns this store keeps as JSON (schema.DUCKDB_JSON_MAPS)
+    turned into JSON text."""
+    for table, column in schema.DUCKDB_JSON_MAPS.items():
+        data = tables.get(table)
+        if data is not None:
+            i = data.schema.get_field_index(column)
+            tables[table] = data.set_column(i, column, maps_to_json(data.column(i)))
+    return tables
+
+
+def _json_maps_from_maps(con: duckdb.DuckDBPyConnection) -> None:
+    """A database written before schema.DUCKDB_JSON_MAPS existed (every map column a
+    MAP) has those columns converted once, in place, when it is opened."""
+    for table, column in schema.DUCKDB_JSON_MAPS.items():
+        row = con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = $t AND column_name = $c",
+            {"t": table, "c": column},
+        ).fetchone()
+        if row is not None and str(row[0]).upper().startswith("MAP"):
+            name = schema.quote_ident(column)
+            con.execute(f"ALTER TABLE {table} ALTER {name} SET DATA TYPE JSON USING to_json({name})")
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -213,10 +213,18 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+DUCKDB_JSON_MAPS: dict[str, str] = {LOGS: "LogAttributes"}
+"""Map columns the DuckDB store keeps as JSON object text (type JSON) instead of
+MAP(VARCHAR, VARCHAR): a MAP costs DuckDB ~6 us more per appended record, the largest
+single cost of log ingest (docs/architecture.md, "Log attributes on DuckDB"). Arrow
+batches still carry them as maps; the DuckDB store converts (store/json_maps.py)."""
+
+
 def duckdb_ddl(tables: dict[str, tuple[tuple[str, str], ...]] = ALL_TABLE_COLUMNS) -> list[str]:
     """CREATE TABLE statements for `tables` (every table by default), in DuckDB's types."""
     statements = []
     for table, columns in tables.items():
-        cols = ",\n  ".join(f"{quote_ident(c)} {t}" for c, t in columns)
+        json_map = DUCKDB_JSON_MAPS.get(table)
+        cols = ",\n  ".join(f"{quote_ident(c)} {'JSON' if c == json_map else t}" for c, t in columns)
         statements.append(f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)")
     return statements
