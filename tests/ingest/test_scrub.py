@@ -8,10 +8,12 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from koban.errors import ConfigError
 from koban.ingest.guard import IngestPolicy, apply_policy, decode_batch
-from koban.ingest.scrub import DEFAULT_RULES, REDACTED, compile_rules, luhn_valid, parse_user_rules, rule_set
+from koban.ingest.scrub import DEFAULT_RULES, _apply, REDACTED, compile_rules, luhn_valid, parse_user_rules, rule_set
 from koban.model import (
     EMPTY_SCOPE,
     Batch,
@@ -189,3 +191,33 @@ def test_the_worker_function_pickles_and_brings_its_counts_back_from_a_spawned_p
 def _log(body: str, attributes: dict[str, str], resource: Resource | None = None) -> LogRecord:
     resource = resource or Resource("web", {"service.name": "web"})
     return LogRecord(1, 1, "", "", 0, "INFO", 9, body, attributes, resource, EMPTY_SCOPE)
+
+
+# Pieces of text near and on what the default rules mask, in several cases, so that
+# random joins of them make secrets, near misses and words that only look alike.
+_PIECES = (
+    "password", "Passwd", "PWD", "secret", "api_key", "API-KEY", "apikey", "authorization",
+    "Authorization", "bearer ", "Bearer ", "AKIA", "ASIA", "aws_secret_access_key", "passed",
+    "authorized", "pass", "=", ":", " ", '"', "'", "-", "x", "7", "4111 1111 1111 1111",
+    "4111111111111111", "5500-0000-0000-0004", "378282246310005", "abcdEFGH0123456789/+ab",
+)
+
+
+_WORDS = _PIECES[:18]
+_JOINS = ("=", ":", ": ", "='", '":"', " = ", " ")
+# a word, a join and something after it, inside other text: the shape of a secret
+_SECRETISH = st.tuples(
+    st.sampled_from(_PIECES), st.sampled_from(_WORDS), st.sampled_from(_JOINS), st.sampled_from(_PIECES[24:]),
+).map("".join)
+_VALUES = st.one_of(_SECRETISH, st.lists(st.sampled_from(_PIECES), max_size=8).map("".join))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_VALUES, max_size=12))
+def test_trigger_words_never_hide_what_the_rules_mask(values):
+    # the trigger words (suspects, then scrub) only skip work: every rule applied to
+    # every value, unconditionally, must give the same text
+    every_rule = [_apply(DEFAULTS.default_rules, v, {}) for v in values]
+    suspects = set(DEFAULTS.suspects(values))
+    assert {i for i, (v, w) in enumerate(zip(values, every_rule)) if v != w} <= suspects
+    assert [DEFAULTS.scrub(v, "body", {}) for v in values] == every_rule

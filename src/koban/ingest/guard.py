@@ -194,7 +194,7 @@ class _Guard:
 
     def log_columns(self, c: LogColumns) -> LogColumns:
         keys, values, offsets = c.attr_keys, c.attr_values, c.attr_offsets
-        if self.max_attributes and any(b - a > self.max_attributes for a, b in zip(offsets, offsets[1:])):
+        if self.max_attributes and max(map(operator.sub, offsets[1:], offsets), default=0) > self.max_attributes:
             keys, values, offsets = self._cap_columns(keys, values, offsets)
         return c._replace(
             body=self.bodies(c.body),

@@ -86,10 +86,12 @@ class CompiledRule(NamedTuple):
 # values at once with str.find (a C loop, far faster than one regex alternation, let
 # alone the rules themselves, which are case-insensitive with look-arounds); a value
 # with a trigger goes only through the rules its triggers name.
+# The words are as long as the rules allow: "passed" or "authorized" in a log line
+# must not make it a suspect (each suspect costs a pass of every rule).
 _TRIGGERS: dict[str, tuple[str, ...]] = {
-    "authorization": ("authoriz",),
+    "authorization": ("authorization",),
     "bearer_token": ("bearer",),
-    "password": ("pass", "pwd", "secret", "api_key", "api-key", "apikey"),
+    "password": ("passw", "pwd", "secret", "api_key", "api-key", "apikey"),
     "aws_access_key_id": ("akia", "asia"),
     "aws_secret_access_key": ("secret",),
     "credit_card": (),  # digits: _CARD_START
