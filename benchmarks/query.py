@@ -35,6 +35,10 @@ def queries(start_ms: int, end_ms: int) -> list[tuple[str, str, dict]]:
         ("/api/services", "/api/services", hour),
         # not a goal, but what the issue compares with Loki: count the lines with "timeout"
         ("count `timeout` (histogram)", "/api/logs/histogram", {**hour, "q": "timeout"}),
+        # not goals either: lookups in the log attributes (JSON text on DuckDB)
+        ("count `@http.status_code:[500 TO 599]`", "/api/logs/histogram",
+         {**hour, "q": "@http.status_code:[500 TO 599]"}),
+        ("top 10 `@user_id` (facets)", "/api/logs/facets", {**hour, "field": "@user_id", "limit": 10}),
     ]
 
 
@@ -121,6 +125,8 @@ def _summary(response: httpx.Response) -> object:
         return doc
     if "rows" in doc:
         return {"rows": len(doc["rows"])}
+    if "values" in doc:  # facets
+        return {"values": len(doc["values"]), "top": doc["values"][0] if doc["values"] else None}
     if "total" in doc:
         groups: dict[str, int] = {}
         for bucket in doc.get("buckets", []):
