@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from koban.model import Batch, LogRecord, Resource, Scope
 from koban.query import ast
-from koban.query.compile import LOGS, compile_filter
+from koban.query.compile import LOGS, SPANS, compile_filter
 from koban.query.dialects import DuckDBDialect
 from koban.store import schema
 from koban.store.duckdb import DuckDBStore
@@ -89,31 +89,35 @@ def test_search_matches_and_groups_on_json_attributes():
         store.close()
 
 
-def test_a_database_with_a_map_column_is_converted_when_opened(tmp_path):
+def test_a_database_with_map_columns_is_converted_when_opened(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    old_ddl = schema.duckdb_ddl({schema.LOGS: schema.LOG_COLUMNS})[0].replace(
-        '"LogAttributes" JSON', '"LogAttributes" MAP(VARCHAR, VARCHAR)'
-    )
-    assert "MAP(VARCHAR, VARCHAR)" in old_ddl.split('"LogAttributes"')[1]
-    con.execute(old_ddl)
+    for ddl in schema.duckdb_ddl():  # as koban made them before DUCKDB_JSON_MAPS
+        con.execute(ddl.replace(" JSON", " MAP(VARCHAR, VARCHAR)"))
     con.execute(
         'INSERT INTO otel_logs ("Timestamp", "Body", "LogAttributes") VALUES '
         "(now(), 'old', MAP {'user.id': 'u1', 'a/b': 'x'}), (now(), 'none', NULL), (now(), 'empty', MAP {})"
+    )
+    con.execute(
+        'INSERT INTO otel_traces ("Timestamp", "SpanName", "SpanAttributes") VALUES '
+        "(now(), 'GET /', MAP {'http.route': '/'})"
     )
     con.close()
 
     store = DuckDBStore(path, threads=1)
     try:
-        kind = store.query(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = 'otel_logs' "
-            "AND column_name = 'LogAttributes'", {}, timeout_s=5, max_rows=1,
-        ).rows[0][0]
-        assert kind == "JSON"
+        for table, column in schema.DUCKDB_JSON_MAPS.items():
+            kind = store.query(
+                "SELECT data_type FROM information_schema.columns WHERE table_name = $t AND column_name = $c",
+                {"t": table, "c": column}, timeout_s=5, max_rows=1,
+            ).rows[0][0]
+            assert kind == "JSON", table
         got = store.query('SELECT "Body", "LogAttributes" FROM otel_logs ORDER BY 1', {}, timeout_s=5, max_rows=9).rows
         assert [(b, None if a is None else json.loads(a)) for b, a in got] == [
             ("empty", {}), ("none", None), ("old", {"user.id": "u1", "a/b": "x"})
         ]
+        got = store.query('SELECT "SpanAttributes" FROM otel_traces', {}, timeout_s=5, max_rows=9).rows
+        assert [json.loads(a) for (a,) in got] == [{"http.route": "/"}]
         store.write(Batch(logs=[_record({"user.id": "u2"})]), lsn=1)  # new rows go in as before
         d = DuckDBDialect()
         p = d.new_params()
@@ -121,6 +125,10 @@ def test_a_database_with_a_map_column_is_converted_when_opened(tmp_path):
         assert store.query(f'SELECT "Body" FROM otel_logs WHERE {where}', p.values, timeout_s=5, max_rows=9).rows == [
             ("old",)
         ]
+        p = d.new_params()
+        where = compile_filter(ast.Match("@http.route", "/"), SPANS, d, p)
+        assert store.query(f'SELECT "SpanName" FROM otel_traces WHERE {where}', p.values, timeout_s=5,
+                           max_rows=9).rows == [("GET /",)]
     finally:
         store.close()
 

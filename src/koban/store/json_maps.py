@@ -1,9 +1,9 @@
 """String maps as JSON object text, built column-wise with Arrow.
 
-The DuckDB store keeps log record attributes as JSON text rather than MAP(VARCHAR,
-VARCHAR) (docs/architecture.md, "Log attributes on DuckDB"): appending a MAP column
-costs DuckDB about 6 us more per record than a text column, the largest single cost
-of log ingest. This module turns an Arrow map column into that text without a Python
+The DuckDB store keeps log record and span attributes as JSON text rather than
+MAP(VARCHAR, VARCHAR) (docs/architecture.md, "Record attributes on DuckDB"): appending
+a MAP column costs DuckDB about 6 us more per log record than a text column, the
+largest single cost of log ingest. This module turns an Arrow map column into that text without a Python
 object per record: keys and values are escaped as whole arrays, and each record's
 object is joined from them by Arrow kernels.
 

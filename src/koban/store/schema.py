@@ -213,11 +213,13 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-DUCKDB_JSON_MAPS: dict[str, str] = {LOGS: "LogAttributes"}
+DUCKDB_JSON_MAPS: dict[str, str] = {LOGS: "LogAttributes", TRACES: "SpanAttributes"}
 """Map columns the DuckDB store keeps as JSON object text (type JSON) instead of
-MAP(VARCHAR, VARCHAR): a MAP costs DuckDB ~6 us more per appended record, the largest
-single cost of log ingest (docs/architecture.md, "Log attributes on DuckDB"). Arrow
-batches still carry them as maps; the DuckDB store converts (store/json_maps.py)."""
+MAP(VARCHAR, VARCHAR): a MAP costs DuckDB ~6 us more per appended log record (2 us per
+span), the largest single cost of log ingest (docs/architecture.md, "Record attributes
+on DuckDB"). Arrow batches still carry them as maps; the DuckDB store converts
+(store/json_maps.py). Each column name here must be unique to its table: the DuckDB
+dialect recognises these columns by name alone."""
 
 
 def duckdb_ddl(tables: dict[str, tuple[tuple[str, str], ...]] = ALL_TABLE_COLUMNS) -> list[str]:
