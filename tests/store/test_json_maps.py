@@ -47,6 +47,17 @@ def test_empty_null_and_chunked_maps():
     assert maps_to_json(as_arrow([])).to_pylist() == []
 
 
+def test_chunks_are_combined_in_groups_with_the_same_result(monkeypatch):
+    import koban.store.json_maps as json_maps
+
+    chunks = [as_arrow([{"k": str(i), "q": 'a"b'}, {}] * 3).slice(1) for i in range(5)]
+    whole = maps_to_json(pa.chunked_array(chunks)).to_pylist()
+    monkeypatch.setattr(json_maps, "_GROUP_BYTES", chunks[0].nbytes * 2)  # groups of two chunks
+    assert len(json_maps._combined(chunks)) == 3
+    assert maps_to_json(pa.chunked_array(chunks)).to_pylist() == whole
+    assert [json.loads(t) for t in whole] == [dict(m or []) for c in chunks for m in c.to_pylist()]
+
+
 def _record(attributes: dict[str, str], i: int = 0) -> LogRecord:
     return LogRecord(
         1_700_000_000_000_000_000 + i, 0, "", "", 0, "INFO", 9, f"r{i}", attributes,

@@ -25,8 +25,27 @@ _NEEDS_ESCAPE_RE2 = r'["\\\x00-\x1f]'
 
 def maps_to_json(column: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     """`column` (map<string, string>) as one JSON object text per row."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    return pa.chunked_array([_chunk_to_json(chunk) for chunk in chunks], pa.string())
+    if not isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([_chunk_to_json(column)], pa.string())
+    # A batch has a chunk per request (~1,000 records), and the dozen kernel calls per
+    # chunk cost a third of the whole at that size: chunks are combined first, in
+    # groups small enough for 32-bit string offsets.
+    return pa.chunked_array([_chunk_to_json(group) for group in _combined(column.chunks)], pa.string())
+
+
+_GROUP_BYTES = 256 << 20
+
+
+def _combined(chunks: list[pa.Array]) -> list[pa.Array]:
+    groups: list[list[pa.Array]] = []
+    size = _GROUP_BYTES
+    for chunk in chunks:
+        if size + chunk.nbytes > _GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(chunk)
+        size += chunk.nbytes
+    return [group[0] if len(group) == 1 else pa.concat_arrays(group) for group in groups]
 
 
 def _chunk_to_json(maps: pa.MapArray) -> pa.Array:
