@@ -41,6 +41,21 @@ def test_every_map_becomes_the_json_object_of_its_pairs(maps, cut):
         assert [json.loads(t) for t in texts] == [dict(m or []) for m in array.to_pylist()]
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(TRICKY, TRICKY, min_size=1, max_size=4), min_size=1, max_size=5))
+def test_duckdb_reads_every_value_back_by_its_key(maps):
+    # what the store relies on: DuckDB accepts each text as JSON, and the dialect's
+    # lookup of each key (a JSON pointer) gives back its value
+    con = duckdb.connect()
+    d = DuckDBDialect()
+    for text, m in zip(maps_to_json(as_arrow(maps)).to_pylist(), maps):
+        for key, value in m.items():
+            pointer = d.map_key("LogAttributes", key)
+            assert con.execute("SELECT $j::JSON ->> $k, json_exists($j::JSON, $k)", {"j": text, "k": pointer}).fetchone() == (
+                value, True
+            ), (text, key)
+
+
 def test_empty_null_and_chunked_maps():
     chunked = pa.chunked_array([as_arrow([{"a": "1"}, None]), as_arrow([{}, {"b": 'x"y'}])])
     assert maps_to_json(chunked).to_pylist() == ['{"a":"1"}', "{}", "{}", '{"b":"x\\"y"}']
