@@ -51,9 +51,8 @@ def test_duckdb_reads_every_value_back_by_its_key(maps):
     for text, m in zip(maps_to_json(as_arrow(maps)).to_pylist(), maps):
         for key, value in m.items():
             pointer = d.map_key("LogAttributes", key)
-            assert con.execute("SELECT $j::JSON ->> $k, json_exists($j::JSON, $k)", {"j": text, "k": pointer}).fetchone() == (
-                value, True
-            ), (text, key)
+            sql = "SELECT $j::JSON ->> $k, json_exists($j::JSON, $k)"
+            assert con.execute(sql, {"j": text, "k": pointer}).fetchone() == (value, True), (text, key)
 
 
 def test_empty_null_and_chunked_maps():
@@ -105,11 +104,13 @@ def test_every_key_is_found_as_written_through_the_dialect():
 def test_search_matches_and_groups_on_json_attributes():
     store = DuckDBStore(":memory:", threads=1)
     try:
-        store.write(Batch(logs=[_record({"http.status_code": str(s)}, i) for i, s in enumerate((200, 503, 500))]), lsn=1)
+        records = [_record({"http.status_code": str(s)}, i) for i, s in enumerate((200, 503, 500))]
+        store.write(Batch(logs=records), lsn=1)
         d = DuckDBDialect()
         p = d.new_params()
         where = compile_filter(ast.Range("@http.status_code", 500.0, 599.0), LOGS, d, p)
-        result = store.query(f'SELECT "Body" FROM otel_logs WHERE {where} ORDER BY 1', p.values, timeout_s=5, max_rows=9)
+        sql = f'SELECT "Body" FROM otel_logs WHERE {where} ORDER BY 1'
+        result = store.query(sql, p.values, timeout_s=5, max_rows=9)
         assert result.rows == [("r1",), ("r2",)]
     finally:
         store.close()
