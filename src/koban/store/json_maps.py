@@ -3,9 +3,9 @@
 The DuckDB store keeps log record and span attributes as JSON text rather than
 MAP(VARCHAR, VARCHAR) (docs/architecture.md, "Record attributes on DuckDB"): appending
 a MAP column costs DuckDB about 6 us more per log record than a text column, the
-largest single cost of log ingest. This module turns an Arrow map column into that text without a Python
-object per record: keys and values are escaped as whole arrays, and each record's
-object is joined from them by Arrow kernels.
+largest single cost of log ingest. This module turns an Arrow map column into that
+text without a Python object per record: keys and values are escaped as whole arrays,
+and each record's object is joined from them by Arrow kernels.
 
 `{"k1":"v1","k2":"v2"}`: keys in their order, values always strings; an empty or
 null map is `{}`, a null value (which koban's decoders never produce) is "".
