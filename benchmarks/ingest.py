@@ -7,7 +7,11 @@ that start the server's decode workers. Reports records/s acknowledged
 (first request to last 2xx), records/s queryable (first request until a count through
 the API sees every record) and the server's peak RSS.
 
+With `--signal spans`, the workload's spans instead (batches of 1,000 to /v1/traces,
+three http.* attributes each), counted through /api/timeseries?source=spans.
+
     .venv/bin/python benchmarks/ingest.py [--records 500000] [--clients 8] [--warmup 8] [--url URL]
+    .venv/bin/python benchmarks/ingest.py --signal spans --records 200000
 """
 
 from __future__ import annotations
@@ -25,6 +29,24 @@ import _server  # noqa: E402
 import _workload  # noqa: E402
 
 
+def build_span_bodies(spans: int, batch: int) -> tuple[list[tuple[bytes, int]], int]:
+    """Like build_bodies, for the workload's spans."""
+    workload = _workload.generate(logs=0, spans=spans)
+    rows = _workload.read_ndjson(workload / "spans.ndjson", limit=spans)
+    end_ns = time.time_ns()
+    bodies = _workload.encode(rows, _workload.spans_body, _workload.shift_to(workload, end_ns), batch)
+    return bodies, end_ns // 1_000_000
+
+
+def span_count(client: httpx.Client, start_ms: int, end_ms: int) -> int:
+    """How many spans start in [start_ms, end_ms), from one-bucket span counts."""
+    r = client.get("/api/timeseries", params={
+        "source": "spans", "agg": "count", "interval": f"{end_ms - start_ms}ms", "from": start_ms, "to": end_ms,
+    })
+    r.raise_for_status()
+    return int(sum(v or 0 for series in r.json()["series"] for _, v in series["points"]))
+
+
 def build_bodies(records: int, batch: int) -> tuple[list[tuple[bytes, int]], int]:
     """The request bodies and the unix ms at which the workload's hour ends (now)."""
     workload = _workload.generate(logs=records, spans=0)
@@ -37,24 +59,34 @@ def build_bodies(records: int, batch: int) -> tuple[list[tuple[bytes, int]], int
     return bodies, end_ns // 1_000_000
 
 
-def warm_up(url: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float) -> None:
+SIGNALS = {  # --signal: (bodies, OTLP path, count of stored records)
+    "logs": (build_bodies, "/v1/logs", lambda api, a, z: _server.log_count(api, "", a, z)),
+    "spans": (build_span_bodies, "/v1/traces", span_count),
+}
+
+
+def warm_up(
+    url: str, signal: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float
+) -> None:
     """Sends `bodies` before the clock starts (see `_server.warm_up`)."""
+    _, path, count = SIGNALS[signal]
     start_ms = end_ms - 3_600_000
     with httpx.Client(base_url=url, timeout=60) as api:
-        _server.warm_up(f"{url}/v1/logs", bodies, clients,
-                        lambda: _server.log_count(api, "", start_ms, end_ms + 1000), timeout_s)
+        _server.warm_up(f"{url}{path}", bodies, clients, lambda: count(api, start_ms, end_ms + 1000), timeout_s)
 
 
-def measure(url: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float) -> dict:
+def measure(
+    url: str, signal: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float
+) -> dict:
+    _, path, count = SIGNALS[signal]
     total = sum(n for _, n in bodies)
     start_ms = end_ms - 3_600_000
     with httpx.Client(base_url=url, timeout=60) as api:
-        before = _server.log_count(api, "", start_ms, end_ms + 1000)
-        sent = _server.post_all(f"{url}/v1/logs", bodies, clients)
-        seen = _server.wait_until(
-            lambda: _server.log_count(api, "", start_ms, end_ms + 1000) - before >= total, timeout_s, 0.05)
+        before = count(api, start_ms, end_ms + 1000)
+        sent = _server.post_all(f"{url}{path}", bodies, clients)
+        seen = _server.wait_until(lambda: count(api, start_ms, end_ms + 1000) - before >= total, timeout_s, 0.05)
         queryable_s = time.monotonic() - sent.started
-        counted = _server.log_count(api, "", start_ms, end_ms + 1000) - before
+        counted = count(api, start_ms, end_ms + 1000) - before
     return {
         "records": total,
         "requests": sent.requests,
@@ -77,33 +109,36 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=900, help="seconds to wait for every record to be queryable")
     ap.add_argument("--warmup", type=int, default=8,
                     help="requests sent (again) before the clock starts, so that the decode workers are running")
+    ap.add_argument("--signal", choices=sorted(SIGNALS), default="logs", help="log records (default) or spans")
     a = ap.parse_args(argv)
 
-    print(f"encoding {a.records:,} records ...", file=sys.stderr)
-    bodies, end_ms = build_bodies(a.records, a.batch)
+    print(f"encoding {a.records:,} {a.signal} ...", file=sys.stderr)
+    bodies, end_ms = SIGNALS[a.signal][0](a.records, a.batch)
     print(f"sending {len(bodies)} requests from {a.clients} clients ...", file=sys.stderr)
     warmup = bodies[: a.warmup]
     if a.url:
-        warm_up(a.url.rstrip("/"), warmup, end_ms, a.clients, a.timeout)
-        result = measure(a.url.rstrip("/"), bodies, end_ms, a.clients, a.timeout)
+        warm_up(a.url.rstrip("/"), a.signal, warmup, end_ms, a.clients, a.timeout)
+        result = measure(a.url.rstrip("/"), a.signal, bodies, end_ms, a.clients, a.timeout)
         result["peak_rss_mib"] = None
         version = _server.koban_version(a.url)
     else:
         with _server.KobanServer(extra_args=tuple(os.environ.get("KOBAN_BENCH_SERVER_ARGS", "").split())) as server:
-            warm_up(server.url, warmup, end_ms, a.clients, a.timeout)
+            warm_up(server.url, a.signal, warmup, end_ms, a.clients, a.timeout)
             cpu_before = server.cpu_seconds()
-            result = measure(server.url, bodies, end_ms, a.clients, a.timeout)
+            result = measure(server.url, a.signal, bodies, end_ms, a.clients, a.timeout)
             cpu_after = server.cpu_seconds()
             server_s, workers_s = (after - before for after, before in zip(cpu_after, cpu_before))
             result["cpu_us_per_record_server"] = round(server_s / result["records"] * 1e6, 2)
             result["cpu_us_per_record_workers"] = round(workers_s / result["records"] * 1e6, 2)
             version = _server.koban_version(server.url)
             result["peak_rss_mib"] = round(server.peak_rss() / 2**20)
-    doc = {"benchmark": "ingest", "date": _server.today(), "machine": _server.machine(), "koban": version,
-           "params": {"records": a.records, "batch": a.batch, "clients": a.clients, "attributes": 5,
+    name = "ingest" if a.signal == "logs" else f"ingest-{a.signal}"
+    doc = {"benchmark": name, "date": _server.today(), "machine": _server.machine(), "koban": version,
+           "params": {"signal": a.signal, "records": a.records, "batch": a.batch, "clients": a.clients,
+                      "attributes": 5 if a.signal == "logs" else 3,
                       "warmup_requests": len(warmup)},
            "result": result}
-    path = _server.write_results("ingest", doc)
+    path = _server.write_results(name, doc)
     print(f"results: {path}", file=sys.stderr)
     m = doc["machine"]
     print("| machine | date | records | clients | acked rec/s | queryable rec/s | peak RSS MiB "
