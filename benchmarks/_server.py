@@ -263,6 +263,17 @@ def log_count(client: httpx.Client, q: str, start_ms: int, end_ms: int) -> int:
     return sum(int(b.get("count", 0)) for b in doc.get("buckets", []))
 
 
+def span_count(client: httpx.Client, q: str, start_ms: int, end_ms: int) -> int:
+    """How many spans matching `q` start in [start_ms, end_ms), summed from
+    /api/timeseries counts with one bucket over the range."""
+    r = client.get("/api/timeseries", params={
+        "source": "spans", "q": q, "agg": "count", "interval": f"{end_ms - start_ms}ms",
+        "from": start_ms, "to": end_ms,
+    })
+    r.raise_for_status()
+    return int(sum(v or 0 for series in r.json()["series"] for _, v in series["points"]))
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()

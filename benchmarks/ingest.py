@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import httpx
 
@@ -29,22 +30,10 @@ import _server  # noqa: E402
 import _workload  # noqa: E402
 
 
-def build_span_bodies(spans: int, batch: int) -> tuple[list[tuple[bytes, int]], int]:
-    """Like build_bodies, for the workload's spans."""
-    workload = _workload.generate(logs=0, spans=spans)
-    rows = _workload.read_ndjson(workload / "spans.ndjson", limit=spans)
-    end_ns = time.time_ns()
-    bodies = _workload.encode(rows, _workload.spans_body, _workload.shift_to(workload, end_ns), batch)
-    return bodies, end_ns // 1_000_000
-
-
-def span_count(client: httpx.Client, start_ms: int, end_ms: int) -> int:
-    """How many spans start in [start_ms, end_ms), from one-bucket span counts."""
-    r = client.get("/api/timeseries", params={
-        "source": "spans", "agg": "count", "interval": f"{end_ms - start_ms}ms", "from": start_ms, "to": end_ms,
-    })
-    r.raise_for_status()
-    return int(sum(v or 0 for series in r.json()["series"] for _, v in series["points"]))
+class Signal(NamedTuple):
+    bodies: Callable[[int, int], tuple[list[tuple[bytes, int]], int]]  # (records, batch) -> (bodies, end ms)
+    path: str  # the OTLP/HTTP path they are POSTed to
+    count: Callable[[httpx.Client, str, int, int], int]  # stored records matching a query in [from, to) ms
 
 
 def build_bodies(records: int, batch: int) -> tuple[list[tuple[bytes, int]], int]:
@@ -54,39 +43,53 @@ def build_bodies(records: int, batch: int) -> tuple[list[tuple[bytes, int]], int
     for i, row in enumerate(rows):
         row["request_id"] = f"{i:016x}"
         row["thread.name"] = f"worker-{i % 16}"
+    return _ending_now(workload, rows, _workload.logs_body, batch)
+
+
+def build_span_bodies(spans: int, batch: int) -> tuple[list[tuple[bytes, int]], int]:
+    """Like build_bodies, for the workload's spans."""
+    workload = _workload.generate(logs=0, spans=spans)
+    rows = _workload.read_ndjson(workload / "spans.ndjson", limit=spans)
+    return _ending_now(workload, rows, _workload.spans_body, batch)
+
+
+def _ending_now(workload: Path, rows: list[dict], encoder, batch: int) -> tuple[list[tuple[bytes, int]], int]:
     end_ns = time.time_ns()
-    bodies = _workload.encode(rows, _workload.logs_body, _workload.shift_to(workload, end_ns), batch)
+    bodies = _workload.encode(rows, encoder, _workload.shift_to(workload, end_ns), batch)
     return bodies, end_ns // 1_000_000
 
 
-SIGNALS = {  # --signal: (bodies, OTLP path, count of stored records)
-    "logs": (build_bodies, "/v1/logs", lambda api, a, z: _server.log_count(api, "", a, z)),
-    "spans": (build_span_bodies, "/v1/traces", span_count),
+SIGNALS = {
+    "logs": Signal(build_bodies, "/v1/logs", _server.log_count),
+    "spans": Signal(build_span_bodies, "/v1/traces", _server.span_count),
 }
+
+
+def _stored(api: httpx.Client, signal: str, end_ms: int) -> Callable[[], int]:
+    """The count of `signal`'s records stored in the workload's hour (ending `end_ms`)."""
+    count = SIGNALS[signal].count
+    return lambda: count(api, "", end_ms - 3_600_000, end_ms + 1000)
 
 
 def warm_up(
     url: str, signal: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float
 ) -> None:
     """Sends `bodies` before the clock starts (see `_server.warm_up`)."""
-    _, path, count = SIGNALS[signal]
-    start_ms = end_ms - 3_600_000
     with httpx.Client(base_url=url, timeout=60) as api:
-        _server.warm_up(f"{url}{path}", bodies, clients, lambda: count(api, start_ms, end_ms + 1000), timeout_s)
+        _server.warm_up(f"{url}{SIGNALS[signal].path}", bodies, clients, _stored(api, signal, end_ms), timeout_s)
 
 
 def measure(
     url: str, signal: str, bodies: list[tuple[bytes, int]], end_ms: int, clients: int, timeout_s: float
 ) -> dict:
-    _, path, count = SIGNALS[signal]
     total = sum(n for _, n in bodies)
-    start_ms = end_ms - 3_600_000
     with httpx.Client(base_url=url, timeout=60) as api:
-        before = count(api, start_ms, end_ms + 1000)
-        sent = _server.post_all(f"{url}{path}", bodies, clients)
-        seen = _server.wait_until(lambda: count(api, start_ms, end_ms + 1000) - before >= total, timeout_s, 0.05)
+        stored = _stored(api, signal, end_ms)
+        before = stored()
+        sent = _server.post_all(f"{url}{SIGNALS[signal].path}", bodies, clients)
+        seen = _server.wait_until(lambda: stored() - before >= total, timeout_s, 0.05)
         queryable_s = time.monotonic() - sent.started
-        counted = count(api, start_ms, end_ms + 1000) - before
+        counted = stored() - before
     return {
         "records": total,
         "requests": sent.requests,
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
 
     print(f"encoding {a.records:,} {a.signal} ...", file=sys.stderr)
-    bodies, end_ms = SIGNALS[a.signal][0](a.records, a.batch)
+    bodies, end_ms = SIGNALS[a.signal].bodies(a.records, a.batch)
     print(f"sending {len(bodies)} requests from {a.clients} clients ...", file=sys.stderr)
     warmup = bodies[: a.warmup]
     if a.url:
