@@ -57,7 +57,7 @@ def _chunk_to_json(maps: pa.MapArray) -> pa.Array:
     values = pc.fill_null(maps.items.slice(base, end - base), "")
     count = end - base
     if count == 0:
-        return pa.array(["{}"] * len(maps), pa.string())
+        return pa.repeat(pa.scalar("{}", pa.string()), len(maps))  # no attributes at all: common
     prefixes = _key_prefixes(keys, offsets)
     # pieces alternate: prefix 0, value 0, prefix 1, value 1, ... so that each record's
     # pieces are one slice, joined by Arrow per record
