@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from koban.ingest import otlp_proto, otlp_proto_logs
+from koban.ingest import otlp_log_attributes, otlp_proto, otlp_proto_logs
 from koban.ingest.otlp_log_attributes import flat_attributes
 
 RECEIVED = 1_767_225_600_000_000_000
@@ -167,3 +167,31 @@ def test_any_request_reads_the_same_through_the_view_as_the_standard_way(otlp, r
     viewed, standard = _both_ways(payload)
 
     assert viewed == standard
+
+
+_KINDS = st.sampled_from([otlp_log_attributes._STRING, otlp_log_attributes._INT,
+                          otlp_log_attributes._DOUBLE, otlp_log_attributes._BOOL])
+
+
+@st.composite
+def _value_kinds(draw) -> bytes:
+    """A sequence of value kinds: any sequence, or one layout repeated (what records
+    of one shape give), maybe cut short inside its last repeat."""
+    pattern = draw(st.lists(_KINDS, min_size=1, max_size=9))
+    if draw(st.booleans()):
+        return bytes(pattern)
+    repeated = pattern * draw(st.integers(1, 12))
+    return bytes(repeated[: len(repeated) - draw(st.integers(0, len(pattern) - 1))])
+
+
+@given(_value_kinds())
+@settings(max_examples=300, deadline=None)
+def test_values_interleave_back_into_wire_order_whatever_the_layout(kinds):
+    texts = {kind: [f"{kind}:{i}" for i in range(kinds.count(kind))] for kind in set(kinds)}
+    taken = dict.fromkeys(texts, 0)
+    expected = []
+    for kind in kinds:  # value i is the next unused text of its kind
+        expected.append(texts[kind][taken[kind]])
+        taken[kind] += 1
+
+    assert otlp_log_attributes._interleaved(kinds, texts) == expected

@@ -110,13 +110,33 @@ def flat_attributes(payload: bytes, count: int) -> tuple[list[str], list[str]] |
         return None
     if len(strings) == count:  # the common case: every value a string
         return keys, list(strings)
-    sources = dict(
-        zip(
-            (_STRING, _INT, _DOUBLE, _BOOL),
-            (iter(strings), map(str, ints), map(repr, doubles), map(_BOOL_TEXT.__getitem__, bools)),
-        )
-    )
-    # next() on the source that each value's kind names, all in C: the lists interleave
-    # back into wire order.
-    values = list(map(next, map(sources.__getitem__, kinds)))
-    return keys, values
+    texts = {
+        _STRING: list(strings),
+        _INT: list(map(str, ints)),
+        _DOUBLE: list(map(repr, doubles)),
+        _BOOL: list(map(_BOOL_TEXT.__getitem__, bools)),
+    }
+    return keys, _interleaved(kinds, texts)
+
+
+_MAX_PERIOD = 64
+
+
+def _interleaved(kinds: bytes, texts: dict[int, list[str]]) -> list[str]:
+    """The values in wire order: value i is the next unused one of texts[kinds[i]]."""
+    period = next((p for p in range(1, min(_MAX_PERIOD, len(kinds))) if kinds[p:] == kinds[:-p]), 0)
+    if not period:
+        # next() on the list that each value's kind names, all in C
+        sources = {kind: iter(values) for kind, values in texts.items()}
+        return list(map(next, map(sources.__getitem__, kinds)))
+    # Records that repeat one layout of value kinds (the usual case) repeat their kinds
+    # every `period` values: slot j of each period then holds, in order, every
+    # per-th value of its kind's list, where per is how often that kind fills a slot
+    # of the period. Extended slices copy those in C, a column at a time.
+    pattern = kinds[:period]
+    values: list[str] = [""] * len(kinds)
+    used = dict.fromkeys(texts, 0)
+    for slot, kind in enumerate(pattern):
+        values[slot::period] = texts[kind][used[kind]::pattern.count(kind)]
+        used[kind] += 1
+    return values
