@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
@@ -63,3 +64,47 @@ def test_workers_run_the_worker_function_and_small_payloads_the_inline_one():
         pool.close()
     assert from_worker.prepared_logs and not from_worker.log_columns and from_worker.record_count == 200
     assert not in_place.prepared_logs and in_place.record_count == 1
+
+
+def arrow_tables(codec: str, payload: bytes, received_ns: int) -> tuple[pa.Table, ...]:
+    """A worker function giving tables of the shapes the store writer gets: chunks
+    whose dictionaries differ, maps, nanosecond timestamps, nulls, no rows at all."""
+    maps = pa.array([[("k", "v")], [], [("a", "1"), ("b", None)]], pa.map_(pa.string(), pa.string()))
+    first = pa.table({
+        "Timestamp": pa.array([1, 2, received_ns], pa.int64()).view(pa.timestamp("ns")),
+        "Service": pa.array(["a", "b", "a"]).dictionary_encode(),
+        "Attributes": maps,
+        "Body": [payload.decode(), None, ""],
+    })
+    second = first.set_column(1, "Service", pa.array(["z", "z", "y"]).dictionary_encode())
+    return pa.concat_tables([first, second]), first.slice(0, 0)
+
+
+def test_arrow_tables_come_back_from_a_worker_whole():
+    pool = DecodePool(arrow_tables, workers=1, inline_below=0)
+    try:
+        pooled = asyncio.run(pool.decode("any", b"payload", 7))
+    finally:
+        pool.close()
+    expected = arrow_tables("any", b"payload", 7)
+    assert [t.schema for t in pooled] == [t.schema for t in expected]
+    assert [t.to_pylist() for t in pooled] == [t.to_pylist() for t in expected]
+    assert pooled[0].column("Service").num_chunks == 2  # chunks kept, each with its own dictionary
+    assert pooled[0].column("Service").chunk(1).dictionary.to_pylist() == ["z", "y"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="pipe sizes are a Linux feature")
+def test_the_pipes_to_the_workers_hold_a_whole_request():
+    import fcntl
+    from pathlib import Path
+
+    from koban.pipeline.decode_pool import PIPE_BYTES
+
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < PIPE_BYTES:
+        pytest.skip("this system caps pipes below PIPE_BYTES")
+    pool = DecodePool(decode, workers=1)
+    try:
+        pipes = (pool._pool._call_queue._reader, pool._pool._result_queue._reader)
+        assert [fcntl.fcntl(p.fileno(), fcntl.F_GETPIPE_SZ) for p in pipes] == [PIPE_BYTES, PIPE_BYTES]
+    finally:
+        pool.close()
