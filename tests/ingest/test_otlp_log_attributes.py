@@ -195,3 +195,25 @@ def test_values_interleave_back_into_wire_order_whatever_the_layout(kinds):
         taken[kind] += 1
 
     assert otlp_log_attributes._interleaved(kinds, texts) == expected
+
+
+@st.composite
+def _record_keys(draw) -> list[list[str]]:
+    """Each record's attribute keys: records of one layout (maybe repeating a key), or
+    of layouts of their own."""
+    key = st.sampled_from(["a", "b", "c", "d"])
+    if draw(st.booleans()):
+        layout = draw(st.lists(key, min_size=1, max_size=5))
+        return [list(layout) for _ in range(draw(st.integers(1, 20)))]
+    return draw(st.lists(st.lists(key, max_size=5), max_size=20))
+
+
+@given(_record_keys())
+@settings(max_examples=300, deadline=None)
+def test_a_repeated_key_is_found_in_whichever_record_holds_it(records):
+    keys = [k for record in records for k in record]
+    offsets = [0]
+    for record in records:
+        offsets.append(offsets[-1] + len(record))
+
+    assert otlp_proto_logs._keys_repeat(keys, offsets) == any(len(set(r)) != len(r) for r in records)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from koban.model import (
     Batch,
@@ -20,7 +22,7 @@ from koban.model import (
     SummaryPoint,
     SumPoint,
 )
-from koban.store import schema
+from koban.store import columns, schema
 from koban.store.columns import arrow_schema, arrow_type, batch_to_arrow
 
 T0 = 1_700_000_000_123_456_789
@@ -186,3 +188,22 @@ def test_log_columns_repeat_each_distinct_resource_and_scope_map_once() -> None:
 
 def test_empty_log_columns_make_no_table() -> None:
     assert batch_to_arrow(Batch(log_columns=(LogColumns.from_records([]),))) == {}
+
+
+@given(st.lists(st.integers(0, 5), max_size=60), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_distinct_owners_number_each_object_once_in_order_of_first_appearance(picks, equal_twins) -> None:
+    # six resources; with equal_twins, two of them are equal objects that are not the same
+    pool = [Resource(f"s{i}", {"n": str(i)}) for i in range(6)]
+    if equal_twins:
+        pool[5] = Resource("s4", {"n": "4"})
+    owners = [pool[i] for i in picks]
+
+    found = columns._distinct(owners)
+
+    indices = range(len(owners)) if found.indices is None else found.indices.to_pylist()
+    assert [found.distinct[i] for i in indices] == owners  # each record gets its owner back
+    assert all(a is not b for n, a in enumerate(found.distinct) for b in found.distinct[n + 1:])
+    first_seen = list({id(o): o for o in owners}.values())  # by identity, in order of first appearance
+    if len(first_seen) == len(found.distinct):  # (equal twins may have been taken as one)
+        assert [id(o) for o in found.distinct] == [id(o) for o in first_seen]

@@ -20,6 +20,7 @@ from itertools import accumulate, chain
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -400,14 +401,29 @@ class _Owners(NamedTuple):
 
 def _distinct(owners: Sequence[Any]) -> _Owners:
     """`owners` (one resource or scope per record) deduplicated by identity."""
-    ids = list(map(id, owners))
-    # Arrow numbers the distinct ids in order of first appearance, in C++: a third of
-    # the time of a dict of positions looked up once per record.
-    encoded = pa.array(ids, type=pa.uint64()).dictionary_encode()
-    if len(encoded.dictionary) == len(ids):
+    count = len(owners)
+    if count < 2:
         return _Owners(list(owners), None)
-    by_id = dict(zip(ids, owners))  # the owners list keeps every id alive and unique
-    return _Owners(list(map(by_id.__getitem__, encoded.dictionary.to_pylist())), encoded.indices)
+    first = owners[0]
+    if owners[-1] is first and owners.count(first) == count:
+        # one owner for all (a request's scope, often), checked in C: `count` tries
+        # identity first (an equal owner that is another object is as good)
+        return _Owners([first], pa.repeat(pa.scalar(0, pa.int32()), count))
+    # Records come in runs that share an owner (the records of one ResourceLogs): find
+    # the runs with numpy, then number the distinct owners once per run, in order of
+    # first appearance.
+    ids = np.fromiter(map(id, owners), np.uint64, count)
+    starts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts = np.concatenate(([0], starts))
+    by_id: dict[int, int] = {}
+    run_owner = [by_id.setdefault(i, len(by_id)) for i in ids[starts].tolist()]
+    if len(by_id) == count:
+        return _Owners(list(owners), None)
+    first_run: dict[int, int] = {}  # owner number -> where its first run starts
+    for start, number in zip(starts.tolist(), run_owner):
+        first_run.setdefault(number, start)
+    indices = np.repeat(np.array(run_owner, np.int32), np.diff(starts, append=count))
+    return _Owners([owners[start] for start in first_run.values()], pa.array(indices))
 
 
 def _repeated_maps(owners: _Owners) -> pa.Array:
