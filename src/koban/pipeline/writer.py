@@ -55,7 +55,8 @@ class StoreWriter:
         decode: Decode,
         *,
         batch_max_records: int = 150_000,
-        batch_max_delay_s: float = 0.2,
+        batch_max_delay_s: float = 1.0,
+        batch_idle_s: float = 0.05,
         truncate_every_s: float = 5.0,
         clock: Clock | None = None,
         gap_grace_s: float = 1.0,
@@ -74,6 +75,7 @@ class StoreWriter:
         self.decode = decode
         self.batch_max_records = batch_max_records
         self.batch_max_delay_s = batch_max_delay_s
+        self.batch_idle_s = batch_idle_s
         self.truncate_every_s = truncate_every_s
         self.clock = clock or SystemClock()
         self.gap_grace_s = gap_grace_s
@@ -241,7 +243,8 @@ class StoreWriter:
 
     def _collect(self, timeout_s: float) -> list[tuple[int, Batch]]:
         """The next items to write: waits up to `timeout_s` for the first, then keeps
-        taking for up to batch_max_delay_s more while the batch is not full."""
+        taking for up to batch_max_delay_s more while the batch is not full and requests
+        keep coming (none for batch_idle_s: the batch is written now)."""
         items = self.buffer.take(self.batch_max_records, timeout_s)
         if not items:
             return items
@@ -252,7 +255,7 @@ class StoreWriter:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            more = self.buffer.take(self.batch_max_records - records, left)
+            more = self.buffer.take(self.batch_max_records - records, min(left, self.batch_idle_s))
             if not more:
                 break
             items.extend(more)
