@@ -409,20 +409,28 @@ def _distinct(owners: Sequence[Any]) -> _Owners:
         # one owner for all (a request's scope, often), checked in C: `count` tries
         # identity first (an equal owner that is another object is as good)
         return _Owners([first], pa.repeat(pa.scalar(0, pa.int32()), count))
-    # Records come in runs that share an owner (the records of one ResourceLogs): find
-    # the runs with numpy, then number the distinct owners once per run, in order of
-    # first appearance.
     ids = np.fromiter(map(id, owners), np.uint64, count)
-    starts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    starts = np.concatenate(([0], starts))
+    starts = np.concatenate(([0], np.flatnonzero(ids[1:] != ids[:-1]) + 1))
+    if len(starts) * 4 <= count:
+        return _distinct_runs(owners, ids, starts)
+    # Arrow numbers the distinct ids in order of first appearance, in C++: a third of
+    # the time of a dict of positions looked up once per record.
+    encoded = pa.array(ids).dictionary_encode()
+    if len(encoded.dictionary) == count:
+        return _Owners(list(owners), None)
+    by_id = dict(zip(ids.tolist(), owners))  # the owners list keeps every id alive and unique
+    return _Owners(list(map(by_id.__getitem__, encoded.dictionary.to_pylist())), encoded.indices)
+
+
+def _distinct_runs(owners: Sequence[Any], ids: np.ndarray, starts: np.ndarray) -> _Owners:
+    """_distinct for owners that come in runs (the log records of one ResourceLogs share
+    its resource): the distinct ones are numbered once per run, not once per record."""
     by_id: dict[int, int] = {}
     run_owner = [by_id.setdefault(i, len(by_id)) for i in ids[starts].tolist()]
-    if len(by_id) == count:
-        return _Owners(list(owners), None)
     first_run: dict[int, int] = {}  # owner number -> where its first run starts
     for start, number in zip(starts.tolist(), run_owner):
         first_run.setdefault(number, start)
-    indices = np.repeat(np.array(run_owner, np.int32), np.diff(starts, append=count))
+    indices = np.repeat(np.array(run_owner, np.int32), np.diff(starts, append=len(owners)))
     return _Owners([owners[start] for start in first_run.values()], pa.array(indices))
 
 
