@@ -87,6 +87,7 @@ class Runtime:
             functools.partial(decode_batch, policy),
             batch_max_records=settings.batch_max_records,
             batch_max_delay_s=settings.batch_max_delay_ms / 1000,
+            batch_idle_s=settings.batch_idle_ms / 1000,
             admit=self.series_limiter.admit,
         )
         # partial of module-level functions over plain data: it is pickled to the spawn workers

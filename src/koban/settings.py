@@ -83,6 +83,9 @@ class Settings:
     # checkpoint: half the server's CPU per remote-write sample (benchmarks/README.md).
     batch_max_records: int = _opt(150_000, "Most records appended to the store in one transaction.")
     batch_max_delay_ms: int = _opt(1000, "Longest a record waits for its batch to fill before it is appended.")
+    batch_idle_ms: int = _opt(
+        50, "A batch is appended once no request has come for this long, even before batch_max_delay_ms."
+    )
     wal_segment_bytes: int = _opt(64 * 2**20, "Size at which the write-ahead log starts a new segment file.")
     # queries
     query_timeout_s: float = _opt(10.0, "Longest a query may run before it is cancelled.")

@@ -83,7 +83,9 @@ def test_events_in_the_wal_survive_kill_9_exactly_once(make_server, tmp_path):
     port = _udp_port()
     # the writer waits up to 2 s to fill a batch, so a kill right after the WAL write
     # lands before the store has the events
-    server = make_server(data_dir, statsd_port=port, statsd_flush_interval_s=0.2, batch_max_delay_ms=2000).start()
+    server = make_server(
+        data_dir, statsd_port=port, statsd_flush_interval_s=0.2, batch_max_delay_ms=2000, batch_idle_ms=2000
+    ).start()
     stored_before = [f"stored {i}" for i in range(20)]
     _send(port, stored_before)
     server.wait_for(lambda: len(_events(server, q="team:durable")["events"]) == 20, what="events in the store")

@@ -63,7 +63,7 @@ def test_wal_replay_after_kill_9_stores_masked_values(make_server, tmp_path):
     data_dir = tmp_path / "data"
     # the writer waits a minute to fill its batch: the record is acknowledged (in the
     # WAL) but not in the store when the server is killed
-    server = make_server(data_dir, batch_max_delay_ms=60_000).start()
+    server = make_server(data_dir, batch_max_delay_ms=60_000, batch_idle_ms=60_000).start()
     body = _request_with_secrets("replayed")
     response = httpx.post(server.url + "/v1/logs", content=body, headers=PROTOBUF, timeout=30)
     assert response.status_code == 200

@@ -126,7 +126,7 @@ def test_a_full_tmpfs_gets_503_then_ingest_resumes_when_space_returns(make_serve
 
 def test_kill_9_while_the_disk_is_full_loses_nothing_acknowledged(make_server, small_tmpfs):
     data_dir, filler = small_tmpfs / "data", small_tmpfs / "filler"
-    server = make_server(data_dir, decode_workers=0, batch_max_delay_ms=500).start()
+    server = make_server(data_dir, decode_workers=0, batch_max_delay_ms=500, batch_idle_ms=500).start()
     ingest = Ingest(server)
     for _ in range(6):
         assert ingest.send().status_code == 200

@@ -70,7 +70,7 @@ def test_overload_is_refused_with_bounded_memory_while_queries_still_answer(make
     # three requests waiting fill it, so while the writer is busy storing a batch (it
     # gathers for up to 500 ms) the clients offer several times what it drains,
     # whatever the machine's speed.
-    server = make_server(queue_max_records=1000, decode_workers=2, batch_max_delay_ms=500).start()
+    server = make_server(queue_max_records=1000, decode_workers=2, batch_max_delay_ms=500, batch_idle_ms=500).start()
     acks = Acks()
     _warm_up(server, acks)
     baseline = _tree_rss(server.proc.pid)
