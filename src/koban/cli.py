@@ -184,8 +184,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     from koban.app import serve
 
-    asyncio.run(serve(settings))
+    _run_event_loop(serve(settings))
     return 0
+
+
+def _run_event_loop(main) -> None:
+    """Runs `main` on uvloop where it is installed (not on Windows): its transports
+    read request bodies in C, where asyncio's own loop spends milliseconds of Python per
+    large ingest request."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
