@@ -189,9 +189,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _run_event_loop(main) -> None:
-    """Runs `main` on uvloop where it is installed (not on Windows): its transports
-    read request bodies in C, where asyncio's own loop spends milliseconds of Python per
-    large ingest request."""
+    """Runs `main` on uvloop where it is installed (everywhere but Windows), the loop
+    uvicorn itself picks when it runs the server; asyncio's own loop otherwise."""
     try:
         import uvloop
     except ImportError:
