@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from koban.model import Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope
 from koban.store import schema
+from koban.store.series_catalogue import SeriesCatalogue
 
 _SCALARS: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(),
@@ -239,17 +240,27 @@ def _prepared(columns: MetricColumns | PreparedMetrics) -> PreparedMetrics:
         "MetricDescription": of_streams(_DESCRIPTION, "MetricDescription"),
         "MetricUnit": of_streams(_UNIT, "MetricUnit"),
     }
-    series = {
-        "Stream": streams.indices if streams.indices is not None else pa.array(range(len(columns.streams)), pa.int32()),
-        "Attributes": _maps(columns.attributes),
-        "Key": pa.array(columns.keys, pa.binary()),
-        "SeriesId": pa.array(columns.series_ids, pa.uint64()),
-    }
+    stream_of_series = streams.indices
+    if stream_of_series is None:
+        stream_of_series = pa.array(range(len(columns.streams)), pa.int32())
+    series = _SERIES_CATALOGUE.rows(columns.attributes, columns.keys, columns.series_ids)
     points = {"Series": columns.point_series, "TimeUnix": columns.time_ns, "Value": columns.values}
     return PreparedMetrics(
-        table, _arrow_table(stream_columns), _arrow_table(series), _arrow_table(points),
+        table, _arrow_table(stream_columns), series.add_column(0, "Stream", stream_of_series), _arrow_table(points),
         columns.aggregation_temporality, columns.is_monotonic,
     )
+
+
+def _series_rows(attributes: list[Any], keys: list[bytes], series_ids: list[int]) -> pa.Table:
+    """PreparedMetrics.series without its "Stream" column."""
+    return _arrow_table({
+        "Attributes": _maps(attributes),
+        "Key": pa.array(keys, pa.binary()),
+        "SeriesId": pa.array(series_ids, pa.uint64()),
+    })
+
+
+_SERIES_CATALOGUE = SeriesCatalogue(_series_rows)
 
 
 def _arrow_table(columns: dict[str, pa.Array]) -> pa.Table:

@@ -1,0 +1,60 @@
+"""The series catalogue (store/series_catalogue.py) gives exactly the rows a fresh build
+gives, whatever mix of known, new and cleaned series a request brings."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from koban.store.columns import _series_rows
+from koban.store.series_catalogue import SeriesCatalogue
+
+_request = st.lists(st.tuples(st.integers(0, 11), st.booleans()), min_size=1, max_size=25)
+
+
+@given(st.lists(_request, min_size=1, max_size=12), st.integers(1, 40))
+@settings(max_examples=200, deadline=None)
+def test_each_request_gets_the_rows_a_fresh_build_gives(requests, max_rows):
+    # twelve series; a request names some (maybe twice) and may bring a series with a
+    # new attributes dict of other content, as the ingest policy does when it masks
+    labels = {n: {"instance": f"host-{n}", "path": f"/{n}"} for n in range(12)}
+    catalogue = SeriesCatalogue(_series_rows, max_rows=max_rows)
+    for version, request in enumerate(requests):
+        for n, cleaned in request:
+            if cleaned:
+                labels[n] = {"instance": f"host-{n}", "path": f"[REDACTED {version}]"}
+        attributes = [labels[n] for n, _ in request]
+        keys = [f"series-{n}".encode() for n, _ in request]
+        ids = [n * 1_000_003 for n, _ in request]
+
+        rows = catalogue.rows(attributes, keys, ids)
+
+        assert rows.to_pylist() == _series_rows(attributes, keys, ids).to_pylist()
+
+
+def test_a_known_series_is_not_built_again():
+    built = []
+
+    def build(attributes, keys, ids):
+        built.extend(keys)
+        return _series_rows(attributes, keys, ids)
+
+    catalogue = SeriesCatalogue(build)
+    a, b = {"k": "a"}, {"k": "b"}
+    catalogue.rows([a, b], [b"a", b"b"], [1, 2])
+    rows = catalogue.rows([b, a, b], [b"b", b"a", b"b"], [2, 1, 2])
+
+    assert built == [b"a", b"b"]
+    assert rows.column("Key").to_pylist() == [b"b", b"a", b"b"]
+    assert rows.column("Attributes").to_pylist() == [[("k", "b")], [("k", "a")], [("k", "b")]]
+
+
+def test_one_attributes_dict_under_two_keys_keeps_each_key():
+    shared = {"k": "v"}
+    catalogue = SeriesCatalogue(_series_rows)
+    catalogue.rows([shared], [b"first"], [1])
+
+    rows = catalogue.rows([shared, shared], [b"first", b"second"], [1, 2])
+
+    assert rows.column("Key").to_pylist() == [b"first", b"second"]
+    assert rows.column("SeriesId").to_pylist() == [1, 2]
