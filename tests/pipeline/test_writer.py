@@ -392,17 +392,6 @@ def test_duckdb_refusing_a_record_for_good_does_not_stall_ingest_or_startup(tmp_
     assert "does not fit the schema" in quarantined(tmp_path / "quarantine")[2][0]["error"]
 
 
-def _wait_for(condition, timeout_s: float = 10.0) -> None:
-    deadline = threading.Event()
-    timer = threading.Timer(timeout_s, deadline.set)
-    timer.start()
-    try:
-        while not condition() and not deadline.is_set():
-            deadline.wait(0.01)
-    finally:
-        timer.cancel()
-
-
 def test_a_batch_is_written_once_requests_stop_coming(tmp_path: Path, store, codec) -> None:
     """A minute-long batch delay does not hold a lone request: the writer stores what it
     has once no request came for batch_idle_s."""
@@ -410,7 +399,7 @@ def test_a_batch_is_written_once_requests_stop_coming(tmp_path: Path, store, cod
     p.writer.start()
     try:
         p.receive_many(requests("lone", 1))
-        _wait_for(lambda: len(store.bodies) == 3)
+        store.wait_for(lambda s: len(s.bodies) == 3, timeout_s=10.0)
         assert sorted(store.bodies) == sorted(flat(requests("lone", 1)))
     finally:
         p.close()
@@ -424,7 +413,7 @@ def test_requests_that_keep_coming_share_one_batch(tmp_path: Path, store, codec)
         p.receive_many([first])
         threading.Event().wait(0.3)  # less than batch_idle_s: the writer keeps the batch open
         p.receive_many([second])
-        _wait_for(lambda: len(store.bodies) == 6)  # written after 2 s without requests, not at stop
+        store.wait_for(lambda s: len(s.bodies) == 6, timeout_s=10.0)  # written after 2 s idle, not at stop
         assert store.writes == [(2, 6)]
     finally:
         p.close()
