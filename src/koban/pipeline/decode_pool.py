@@ -4,8 +4,8 @@ Decoding OTLP protobuf is pure Python and holds the GIL for most of its time (ab
 8 us per log record, mostly the protobuf library building an object per field), so in
 the server process it competes with the event loop and the store writer. A worker
 process decodes beside them on another core; the decoded Batch comes back pickled,
-which costs about a tenth of decoding it. Small payloads are decoded in place: the
-round trip would cost more than the work.
+its Arrow tables as IPC streams, which costs about a tenth of decoding it. Small
+payloads are decoded in place: the round trip would cost more than the work.
 """
 
 from __future__ import annotations
@@ -81,12 +81,13 @@ side, and the server's reading thread spent three times the CPU (benchmarks/READ
 def _widen_pipes(pool: ProcessPoolExecutor) -> None:
     """Asks for PIPE_BYTES on the pool's request and result pipes (Linux only; the pool
     works as well without, only slower)."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # None without fcntl too
+    if set_size is None:
+        return
     # Private attributes of concurrent.futures (3.11-3.13): missing ones are skipped.
-    queues = (getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None))
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
-    for queue in queues:
+    for queue in (getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None)):
         reader = getattr(queue, "_reader", None)
-        if set_size is None or reader is None:
+        if reader is None:
             continue
         try:
             fcntl.fcntl(reader.fileno(), set_size, PIPE_BYTES)
