@@ -11,8 +11,9 @@ DuckDB's threads included) by rows per append.
 
 `metrics`: 120,000 Prometheus remote write samples of the shared workload (24 requests
 of 5,000) as rows of otel_metrics_gauge, appended 4 times, against the same samples as
-a narrow (series id, time, value) table: what a points table without the per-row
-labels would save (docs/metrics.md, "Throughput, and the next step").
+a narrow (series id, time, value) table, and against koban's DuckDBStore.write of the
+same requests, which keeps them narrow (store/duckdb_points.py; the series are new in
+the first of its 4 writes only): docs/metrics.md, "Throughput".
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from koban.ingest.scrub import rule_set  # noqa: E402
 from koban.model import Batch  # noqa: E402
 from koban.pipeline.guarded_decode import decode_in_worker  # noqa: E402
 from koban.store import schema  # noqa: E402
-from koban.store.columns import batch_to_arrow  # noqa: E402
+from koban.store.columns import batch_to_arrow, prepare_metrics  # noqa: E402
+from koban.store.duckdb import DuckDBStore  # noqa: E402
 from koban.store.json_maps import maps_to_json  # noqa: E402
 
 ROW_GROUP = 122_880
@@ -89,18 +91,33 @@ def bench_logs(rounds: int) -> None:
         print("| us/row | " + " | ".join(f"{c:.2f}" for c in cells) + " |", flush=True)
 
 
-def _remote_write_rows() -> pa.Table:
+def _remote_write_batches() -> list[Batch]:
+    """24 requests (120,000 samples) of the shared workload as the decode workers hand
+    them to the store."""
     import cramjam
     import remote_write
 
     bodies = remote_write.build_bodies(10_000)[:24]
     raw = [bytes(cramjam.snappy.decompress_raw(body)) for body, _ in bodies]
-    batches = [decode_in_worker(POLICY, "prom-rw/metrics", b, time.time_ns()).batch for b in raw]
-    return batch_to_arrow(Batch.merge(batches), dictionary_maps=True)[schema.GAUGE]
+    return [prepare_metrics(decode_in_worker(POLICY, "prom-rw/metrics", b, time.time_ns()).batch) for b in raw]
+
+
+def store_us_per_sample(batch: Batch, appends: int) -> float:
+    """CPU per sample of DuckDBStore.write of `batch` `appends` times (the series are new
+    in the first write only), then closing the store (a checkpoint)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="koban-append-"), "bench.duckdb")
+    store = DuckDBStore(path)
+    start = _cpu_s()
+    for lsn in range(1, appends + 1):
+        store.write(batch, lsn)
+    store.close()
+    samples = sum(p.num_rows for p in batch.metric_columns)
+    return (_cpu_s() - start) / (appends * samples) * 1e6
 
 
 def bench_metrics(rounds: int) -> None:
-    wide = _remote_write_rows()
+    batch = Batch.merge(_remote_write_batches())
+    wide = batch_to_arrow(batch, dictionary_maps=True)[schema.GAUGE]
     narrow = pa.table({
         "SeriesId": pa.array(range(wide.num_rows), pa.uint64()),
         "TimeUnix": wide.column("TimeUnix"),
@@ -108,12 +125,14 @@ def bench_metrics(rounds: int) -> None:
     })
     wide_ddl = [d for d in schema.duckdb_ddl() if schema.GAUGE in d]
     narrow_ddl = ["CREATE TABLE points (SeriesId UBIGINT, TimeUnix TIMESTAMP_NS, Value DOUBLE)"]
-    print(f"| round | {schema.GAUGE} (exporter schema) us/row | narrow (series id, time, value) us/row |")
-    print("| ---: | ---: | ---: |")
+    print(f"| round | {schema.GAUGE} (exporter schema) us/row | narrow (series id, time, value) us/row"
+          " | DuckDBStore.write us/sample |")
+    print("| ---: | ---: | ---: | ---: |")
     for n in range(rounds):
         w = us_per_row(wide, wide_ddl, schema.GAUGE, 4)
         s = us_per_row(narrow, narrow_ddl, "points", 4)
-        print(f"| {n + 1} | {w:.2f} | {s:.2f} |", flush=True)
+        k = store_us_per_sample(batch, 4)
+        print(f"| {n + 1} | {w:.2f} | {s:.2f} | {k:.2f} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ and then repeated (or, for DuckDB, dictionary-encoded).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence, Sized
 from itertools import accumulate, chain
 from operator import attrgetter
@@ -76,7 +77,7 @@ def batch_to_arrow(batch: Batch, *, dictionary_maps: bool = False) -> dict[str, 
         logs.append(converted)
     if logs:
         out[schema.LOGS] = _concat(logs, dictionary_maps)
-    prepared = _prepared_by_table(batch.metric_columns)
+    prepared = prepared_by_table(batch.metric_columns)
     for table, records, build in (
         (schema.TRACES, batch.spans, _span_columns),
         (schema.GAUGE, batch.gauges, _gauge_columns),
@@ -124,10 +125,11 @@ class PreparedMetrics(NamedTuple):
     """MetricColumns (model.py) as Arrow, in three tables that point into each other:
     `streams` has one row per distinct stream (the metric table's columns that a stream
     decides: resource, scope, service and metric name, description, unit), `series` one
-    row per series ("Stream": its row of `streams`; "Attributes"; "Key" and "SeriesId"
-    as in MetricColumns), `points` one row per point ("Series": its row of `series`;
-    "TimeUnix" in ns; "Value"). Built in the decode workers by `prepare_metrics`;
-    batch_to_arrow expands them into table rows."""
+    row per series ("Stream": its row of `streams`; "Attributes"; "AttributesHash", their
+    attributes_hash; "Key" and "SeriesId" as in MetricColumns), `points` one row per
+    point ("Series": its row of `series`; "TimeUnix" in ns; "Value"). Built in the
+    decode workers by `prepare_metrics`; batch_to_arrow expands them into table rows,
+    the DuckDB store keeps them as they are (store/duckdb_points.py)."""
 
     table: str  # schema.GAUGE or schema.SUM
     streams: pa.Table
@@ -142,8 +144,8 @@ class PreparedMetrics(NamedTuple):
 
 
 _GAUGE_NAMES = [name for name, _ in schema.METRIC_COLUMNS[schema.GAUGE]]
-# The columns a point's stream decides (ResourceAttributes .. MetricUnit), in table order.
-_STREAM_COLUMNS = tuple(_GAUGE_NAMES[: _GAUGE_NAMES.index("Attributes")])
+STREAM_COLUMNS = tuple(_GAUGE_NAMES[: _GAUGE_NAMES.index("Attributes")])
+"""The columns a point's stream decides (ResourceAttributes .. MetricUnit), in table order."""
 _STREAM_MAPS = ("ResourceAttributes", "ScopeAttributes")
 
 
@@ -255,9 +257,19 @@ def _series_rows(attributes: list[Any], keys: list[bytes], series_ids: list[int]
     """PreparedMetrics.series without its "Stream" column."""
     return _arrow_table({
         "Attributes": _maps(attributes),
+        "AttributesHash": pa.array(list(map(attributes_hash, attributes)), pa.uint64()),
         "Key": pa.array(keys, pa.binary()),
         "SeriesId": pa.array(series_ids, pa.uint64()),
     })
+
+
+def attributes_hash(attributes: dict[str, str]) -> int:
+    """A 64-bit digest of an attribute map's content, the same in every process and
+    release (blake2b of its sorted items): part of a series' identity in the DuckDB
+    store's points tables (store/duckdb_points.py). Built once per series per process
+    (the series catalogue keeps it), so its cost does not recur per sample."""
+    text = "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(attributes.items()))
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 _SERIES_CATALOGUE = SeriesCatalogue(_series_rows)
@@ -267,7 +279,8 @@ def _arrow_table(columns: dict[str, pa.Array]) -> pa.Table:
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 
 
-def _prepared_by_table(metric_columns: Sequence[Any]) -> dict[str, list[PreparedMetrics]]:
+def prepared_by_table(metric_columns: Sequence[Any]) -> dict[str, list[PreparedMetrics]]:
+    """Batch.metric_columns as PreparedMetrics (MetricColumns are prepared here), by table."""
     out: dict[str, list[PreparedMetrics]] = {}
     for c in metric_columns:
         if c.num_rows:
@@ -276,7 +289,7 @@ def _prepared_by_table(metric_columns: Sequence[Any]) -> dict[str, list[Prepared
     return out
 
 
-def _column(tables: list[pa.Table], name: str, offsets: list[int] | None = None) -> pa.Array:
+def concat_column(tables: list[pa.Table], name: str, offsets: list[int] | None = None) -> pa.Array:
     """Column `name` of `tables` end to end; with `offsets`, each table's values (rows of
     another list of tables) shifted by its offset."""
     parts = [t.column(name).combine_chunks() for t in tables]
@@ -285,7 +298,7 @@ def _column(tables: list[pa.Table], name: str, offsets: list[int] | None = None)
     return pa.concat_arrays(parts)
 
 
-def _starts(tables: list[pa.Table]) -> list[int]:
+def row_starts(tables: list[pa.Table]) -> list[int]:
     return list(accumulate((t.num_rows for t in tables), initial=0))[:-1]
 
 
@@ -296,19 +309,19 @@ def _expanded(table: str, parts: list[PreparedMetrics], dictionary_maps: bool) -
     (the same series in several requests) share one entry."""
     streams = [p.streams for p in parts]
     series = [p.series for p in parts]
-    point_series = _column([p.points for p in parts], "Series", _starts(series))
-    point_stream = _column(series, "Stream", _starts(streams)).take(point_series)
+    point_series = concat_column([p.points for p in parts], "Series", row_starts(series))
+    point_stream = concat_column(series, "Stream", row_starts(streams)).take(point_series)
     n = len(point_series)
     columns: dict[str, Any] = {}
-    for name in _STREAM_COLUMNS:
-        values = _column(streams, name)
+    for name in STREAM_COLUMNS:
+        values = concat_column(streams, name)
         if dictionary_maps and name in _STREAM_MAPS:
             columns[name] = pa.DictionaryArray.from_arrays(point_stream, values)
         else:
             columns[name] = values.take(point_stream)
-    attributes = _column(series, "Attributes")
+    attributes = concat_column(series, "Attributes")
     if dictionary_maps:
-        keys = _column(series, "Key")
+        keys = concat_column(series, "Key")
         distinct = keys.dictionary_encode()
         first = pc.index_in(distinct.dictionary, value_set=keys)  # a row of each distinct key
         indices = distinct.indices.take(point_series)
@@ -317,8 +330,8 @@ def _expanded(table: str, parts: list[PreparedMetrics], dictionary_maps: bool) -
         columns["Attributes"] = attributes.take(point_series)
     types = _SCHEMAS[table]
     columns["StartTimeUnix"] = pa.repeat(pa.scalar(0, _TS), n)
-    columns["TimeUnix"] = _column([p.points for p in parts], "TimeUnix").view(_TS)
-    columns["Value"] = _column([p.points for p in parts], "Value")
+    columns["TimeUnix"] = concat_column([p.points for p in parts], "TimeUnix").view(_TS)
+    columns["Value"] = concat_column([p.points for p in parts], "Value")
     columns["Flags"] = pa.repeat(pa.scalar(0, types.field("Flags").type), n)
     no_offsets = pa.repeat(pa.scalar(0, pa.int32()), n + 1)  # (pa.repeat of an empty list is slow)
     for name in _EXEMPLAR_COLUMNS:

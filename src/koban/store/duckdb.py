@@ -20,9 +20,9 @@ import pyarrow as pa
 
 from koban.errors import QueryTimeout, StoreError
 from koban.model import Batch
-from koban.store import rollups, schema
+from koban.store import duckdb_points, rollups, schema
 from koban.store.base import QueryResult, TableUsage
-from koban.store.columns import batch_to_arrow
+from koban.store.columns import batch_to_arrow, prepared_by_table
 from koban.store.json_maps import maps_to_json
 
 # DuckDB-only bookkeeping: ClickHouse deduplicates by insert token instead.
@@ -90,8 +90,10 @@ class DuckDBStore:
             raise StoreError(f"cannot open DuckDB database {path}: {e}", path=str(path)) from e
         try:
             self._writer = self._db.cursor()
-            for ddl in schema.duckdb_ddl():
+            plain = {t: c for t, c in schema.ALL_TABLE_COLUMNS.items() if t not in duckdb_points.VIEWED}
+            for ddl in schema.duckdb_ddl(plain):
                 self._writer.execute(ddl)
+            duckdb_points.open_tables(self._writer)
             _json_maps_from_maps(self._writer)
             self._writer.execute(_STATE_DDL)
             self._rollup_watermark = rollups.open_watermark(self._writer)
@@ -125,7 +127,9 @@ class DuckDBStore:
         if lsn <= self._applied_lsn:
             return
         try:
-            tables = _with_json_maps(batch_to_arrow(batch, dictionary_maps=True))
+            # per-series points (remote write) go to the narrow tables, the rest as rows
+            prepared = prepared_by_table(batch.metric_columns)
+            tables = _with_json_maps(batch_to_arrow(batch._replace(metric_columns=()), dictionary_maps=True))
         except MemoryError as e:  # pyarrow's ArrowMemoryError is also an ArrowException
             raise StoreError(f"out of memory converting the batch at LSN {lsn}", lsn=lsn) from e
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
@@ -139,8 +143,9 @@ class DuckDBStore:
                 con.begin()
                 for table, data in tables.items():
                     # Positional insert: batch_to_arrow yields the columns in table order.
-                    con.from_arrow(data).insert_into(table)
-                first_late = rollups.note_late(con, self._rollup_watermark, tables)
+                    con.from_arrow(data).insert_into(duckdb_points.rows_table(table))
+                narrow_times = duckdb_points.write(con, prepared)
+                first_late = rollups.note_late(con, self._rollup_watermark, _point_times(tables, narrow_times))
                 con.execute(f"UPDATE {STATE_TABLE} SET applied_lsn = $lsn", {"lsn": lsn})
                 con.commit()
                 if first_late is not None:  # queries read that minute raw until it is rolled again
@@ -176,11 +181,12 @@ class DuckDBStore:
                 for table in tables:
                     column = schema.quote_ident(schema.TIME_COLUMN[table])
                     row = con.execute(
-                        f"DELETE FROM {table} WHERE {column} < make_timestamp_ns($cutoff)",
+                        f"DELETE FROM {duckdb_points.rows_table(table)} WHERE {column} < make_timestamp_ns($cutoff)",
                         {"cutoff": cutoff_ns},
                     ).fetchone()
                     removed += int(row[0]) if row else 0
                 if signal == "metrics":
+                    removed += duckdb_points.delete_older_than(con, cutoff_ns)
                     rollups.delete_older_than(con, self._rollup_watermark, cutoff_ns)
                     exact_until = rollups.exact_until(con, self._rollup_watermark)
                 con.commit()
@@ -371,16 +377,10 @@ class DuckDBStore:
             block_size = int(cur.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0])
             measured = {}
             for table in (*schema.ALL_TABLE_COLUMNS, *schema.DERIVED_TABLES):
-                # `table` is one of our own names, never a client's; storage_info takes it as a string
-                blocks, stored, unsaved = cur.execute(
-                    "SELECT count(DISTINCT block_id) FILTER (WHERE persistent),"
-                    " coalesce(sum(count) FILTER (WHERE column_path = '[0]'), 0),"
-                    " coalesce(sum(count) FILTER (WHERE column_path = '[0]' AND NOT persistent), 0)"
-                    " FROM pragma_storage_info($t)",
-                    {"t": table},
-                ).fetchone()
-                live = cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                measured[table] = (int(blocks) * block_size, int(stored), int(unsaved), int(live))
+                # a view's tables count as the view (duckdb_points.py)
+                parts = [_storage(cur, t) for t in duckdb_points.physical_tables(table)]
+                blocks, stored, unsaved, live = (sum(column) for column in zip(*parts))
+                measured[table] = (blocks * block_size, stored, unsaved, live)
         except duckdb.Error as e:
             raise StoreError(f"DuckDB storage statistics failed: {e}") from e
         finally:
@@ -414,6 +414,32 @@ class DuckDBStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed")
+
+
+def _storage(cur: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int, int, int]:
+    """Blocks in the file, rows they hold, rows not yet checkpointed, live rows of `table`."""
+    # `table` is one of our own names, never a client's; storage_info takes it as a string
+    blocks, stored, unsaved = cur.execute(
+        "SELECT count(DISTINCT block_id) FILTER (WHERE persistent),"
+        " coalesce(sum(count) FILTER (WHERE column_path = '[0]'), 0),"
+        " coalesce(sum(count) FILTER (WHERE column_path = '[0]' AND NOT persistent), 0)"
+        " FROM pragma_storage_info($t)",
+        {"t": table},
+    ).fetchone()
+    live = cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return int(blocks), int(stored), int(unsaved), int(live)
+
+
+def _point_times(tables: dict[str, pa.Table], narrow: dict[str, pa.Array]) -> dict[str, list[pa.Array]]:
+    """The point times of a batch by table: its rows' and its narrow points'."""
+    times: dict[str, list[pa.Array]] = {}
+    for table in schema.METRIC_TABLES:
+        found = [tables[table].column("TimeUnix")] if table in tables else []
+        if table in narrow:
+            found.append(narrow[table])
+        if found:
+            times[table] = found
+    return times
 
 
 def _with_json_maps(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:

@@ -73,22 +73,22 @@ def open_watermark(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0])
 
 
-def note_late(con: duckdb.DuckDBPyConnection, watermark_ns: int, tables: dict[str, pa.Table]) -> int | None:
-    """Mark dirty the minutes behind `watermark_ns` that `tables` (a batch about to be
-    stored, by table name) adds points to, and return the first of them (None: none).
-    Call inside the batch's transaction."""
+def note_late(con: duckdb.DuckDBPyConnection, watermark_ns: int, times: dict[str, list[pa.Array]]) -> int | None:
+    """Mark dirty the minutes behind `watermark_ns` that a batch about to be stored adds
+    points to (`times`: its point times by table name, timestamps or int64 ns), and
+    return the first of them (None: none). Call inside the batch's transaction."""
     if watermark_ns <= 0:
         return None
     late: set[int] = set()
     for table in schema.ROLLED_TABLES:
-        data = tables.get(table)
-        if data is None or data.num_rows == 0:
-            continue
-        times = pc.cast(data.column("TimeUnix"), pa.int64())
-        if pc.min(times).as_py() >= watermark_ns:
-            continue  # the usual case: nothing late
-        behind = pc.filter(times, pc.less(times, watermark_ns))
-        late.update(t // MINUTE_NS * MINUTE_NS for t in pc.unique(behind).to_pylist())
+        for column in times.get(table, ()):
+            if len(column) == 0:
+                continue
+            ns = pc.cast(column, pa.int64())
+            if pc.min(ns).as_py() >= watermark_ns:
+                continue  # the usual case: nothing late
+            behind = pc.filter(ns, pc.less(ns, watermark_ns))
+            late.update(t // MINUTE_NS * MINUTE_NS for t in pc.unique(behind).to_pylist())
     mark_dirty(con, late)
     return min(late) if late else None
 

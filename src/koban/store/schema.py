@@ -178,9 +178,11 @@ ROLLED_ROWS = {
 }
 """Which rows of each rolled table the rollups hold (an SQL condition both engines read)."""
 SERIES_KEY_COLUMNS = ("ServiceName", "Attributes", "ResourceAttributes")
-DERIVED_TABLES = {ROLLUP_1M: "metrics", METRIC_SERIES: "metrics"}
-"""Tables computed from a signal's rows: their disk counts for that signal (usage, the
-disk budget), their rows do not (they are not records)."""
+METRIC_POINT_SERIES = "koban_metric_point_series"
+"""The DuckDB store's series of narrow metric points (store/duckdb_points.py)."""
+DERIVED_TABLES = {ROLLUP_1M: "metrics", METRIC_SERIES: "metrics", METRIC_POINT_SERIES: "metrics"}
+"""Tables that hold a signal's data but not its records (rollups, series): their disk
+counts for that signal (usage, the disk budget), their rows do not."""
 
 ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
     ("MetricTable", "VARCHAR"),
