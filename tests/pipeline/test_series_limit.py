@@ -3,8 +3,12 @@ forgotten, and the number of metrics tracked is bounded."""
 
 from __future__ import annotations
 
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from koban.model import EMPTY_SCOPE, Batch, GaugePoint, MetricStream, Resource
-from koban.pipeline.limits import TOO_MANY_METRICS, Offender, SeriesLimiter
+from koban.pipeline.limits import TOO_MANY_METRICS, Offender, SeenIds, SeriesLimiter
 
 WEB = Resource("web", {"service.name": "web"})
 
@@ -121,3 +125,36 @@ def test_a_column_series_is_remembered_and_forgotten_when_idle_like_a_point_seri
     assert limiter.admit(_remote_write("up", "b")).metric_points == 0
     clock.now = 100.0
     assert _pods(limiter.admit(_remote_write("up", "b"))) == ["b"]
+
+
+def test_a_column_series_sent_again_stays_remembered_past_its_first_idle_window():
+    clock = FakeTime()
+    limiter = SeriesLimiter(1, idle_s=60, prune_every_s=10, monotonic=clock)
+    limiter.admit(_remote_write("up", "a"))
+    clock.now = 50.0
+    assert _pods(limiter.admit(_remote_write("up", "a"))) == ["a"]  # all known: stamped at 50
+    clock.now = 100.0
+    assert limiter.admit(_remote_write("up", "b")).metric_points == 0
+    assert limiter.tracked_series == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "stamp", "forget"]),
+                          st.lists(st.integers(0, 12), max_size=6)), max_size=12))
+def test_seen_ids_answer_as_a_dict_of_last_seen_times_would(steps):
+    seen, model = SeenIds(), {}
+    for now, (op, ids) in enumerate(steps):
+        array = np.array(ids, np.uint64)
+        if op == "add":
+            seen.add(array, float(now))
+            model.update(dict.fromkeys(ids, float(now)))
+        elif op == "stamp":
+            known = all(i in model for i in ids)
+            assert seen.stamp_if_all_known(array, float(now)) == known
+            if known:
+                model.update(dict.fromkeys(ids, float(now)))
+        else:
+            seen.forget(array)
+            for i in ids:
+                model.pop(i, None)
+        assert seen.as_dict() == model

@@ -164,6 +164,13 @@ def metric_series(columns: MetricColumns | PreparedMetrics) -> tuple[list[str], 
     return _series_names(columns).to_pylist(), columns.series.column("SeriesId").to_pylist()
 
 
+def series_ids(columns: MetricColumns | PreparedMetrics) -> np.ndarray:
+    """The series id of each series of `columns` (uint64)."""
+    if isinstance(columns, MetricColumns):
+        return np.asarray(columns.series_ids, np.uint64)
+    return columns.series.column("SeriesId").to_numpy()
+
+
 def _series_names(columns: PreparedMetrics) -> pa.ChunkedArray:
     """The metric name of each series of `columns`."""
     return columns.streams.column("MetricName").take(columns.series.column("Stream"))
