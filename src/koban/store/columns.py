@@ -126,7 +126,7 @@ class PreparedMetrics(NamedTuple):
     `streams` has one row per distinct stream (the metric table's columns that a stream
     decides: resource, scope, service and metric name, description, unit), `series` one
     row per series ("Stream": its row of `streams`; "Attributes"; "AttributesHash", their
-    attributes_hash; "Key" and "SeriesId" as in MetricColumns), `points` one row per
+    attributes_hash; "SeriesId" as in MetricColumns), `points` one row per
     point ("Series": its row of `series`; "TimeUnix" in ns; "Value"). Built in the
     decode workers by `prepare_metrics`; batch_to_arrow expands them into table rows,
     the DuckDB store keeps them as they are (store/duckdb_points.py)."""
@@ -265,7 +265,6 @@ def _series_rows(attributes: list[Any], keys: list[bytes], series_ids: list[int]
     return _arrow_table({
         "Attributes": _maps(attributes),
         "AttributesHash": pa.array(list(map(attributes_hash, attributes)), pa.uint64()),
-        "Key": pa.array(keys, pa.binary()),
         "SeriesId": pa.array(series_ids, pa.uint64()),
     })
 
@@ -312,7 +311,7 @@ def row_starts(tables: list[pa.Table]) -> list[int]:
 def _expanded(table: str, parts: list[PreparedMetrics], dictionary_maps: bool) -> pa.Table:
     """The rows of `parts` (all of `table`): each point's stream and series columns taken
     from its stream and series, in C. With `dictionary_maps`, the map columns are
-    dictionary-encoded: a stream's maps once per stream, and series with the same key
+    dictionary-encoded: a stream's maps once per stream, and series with the same attributes
     (the same series in several requests) share one entry."""
     streams = [p.streams for p in parts]
     series = [p.series for p in parts]
@@ -328,9 +327,9 @@ def _expanded(table: str, parts: list[PreparedMetrics], dictionary_maps: bool) -
             columns[name] = values.take(point_stream)
     attributes = concat_column(series, "Attributes")
     if dictionary_maps:
-        keys = concat_column(series, "Key")
-        distinct = keys.dictionary_encode()
-        first = pc.index_in(distinct.dictionary, value_set=keys)  # a row of each distinct key
+        hashes = concat_column(series, "AttributesHash")
+        distinct = hashes.dictionary_encode()
+        first = pc.index_in(distinct.dictionary, value_set=hashes)  # a row of each distinct map
         indices = distinct.indices.take(point_series)
         columns["Attributes"] = pa.DictionaryArray.from_arrays(indices, attributes.take(first))
     else:
