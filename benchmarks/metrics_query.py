@@ -12,6 +12,7 @@ off and times the raw-point query instead. With --explain, DuckDB's EXPLAIN ANAL
 the raw statement is printed first.
 
     .venv/bin/python benchmarks/metrics_query.py [--series 10000] [--hours 24] [--runs 7] [--raw] [--explain]
+        [--layout narrow|wide]
 """
 
 from __future__ import annotations
@@ -34,34 +35,58 @@ QUERY = "avg:bench.cpu{*} by {zone}"
 SERVER_ARGS = ("--duckdb-memory-limit", "4GB", "--query-timeout-s", "300")
 
 
-def write_points(store_path: Path, series: int, hours: int, end_ns: int) -> int:
+def write_points(store_path: Path, series: int, hours: int, end_ns: int, layout: str = "narrow") -> int:
     """`series` gauges (label `host` unique, `zone` one of ZONES) with one point a minute
     over the `hours` before `end_ns`, in time order as ingest would write them; returns
     the number of points. The store creates its schema; the rows are generated inside
     DuckDB (an INSERT ... SELECT per hour): building 14.4M GaugePoints in Python and
-    sending them through write() took about 150 s per million points here."""
+    sending them through write() took about 150 s per million points here.
+
+    `layout` "narrow" stores them as remote write's points are stored (a series table
+    and (series, time, value) rows, store/duckdb_points.py); "wide" as OTLP's are (one
+    row of the exporter's columns per point). Queries read both through the same view."""
     import duckdb
 
+    from koban.store import duckdb_points, schema
     from koban.store.duckdb import DuckDBStore
 
     store_path.parent.mkdir(parents=True, exist_ok=True)
     DuckDBStore(store_path).close()
     first = (end_ns - hours * 60 * MINUTE_NS) // MINUTE_NS * MINUTE_NS
+    resource = "MAP {'service.name': 'bench', 'deployment.environment': 'prod'}"
+    attributes = "MAP {'host': 'host-' || lpad(s::VARCHAR, 5, '0'), 'zone': 'zone-' || (s % $zones)::VARCHAR}"
+    time_and_value = "make_timestamp_ns($first + (($hour * 60 + m) * $minute)), ((s * 7 + m) % 100)::DOUBLE"
     with duckdb.connect(str(store_path)) as db:
-        for hour in range(hours):
+        if layout == "narrow":
             db.execute(
-                """
-                INSERT INTO otel_metrics_gauge (ResourceAttributes, ScopeName, ServiceName, MetricName,
-                    MetricDescription, MetricUnit, Attributes, StartTimeUnix, TimeUnix, Value, Flags)
-                SELECT MAP {'service.name': 'bench', 'deployment.environment': 'prod'}, 'koban.bench', 'bench',
-                    'bench.cpu', 'CPU busy', '%',
-                    MAP {'host': 'host-' || lpad(s::VARCHAR, 5, '0'), 'zone': 'zone-' || (s % $zones)::VARCHAR},
-                    make_timestamp_ns(0), make_timestamp_ns($first + (($hour * 60 + m) * $minute)),
-                    ((s * 7 + m) % 100)::DOUBLE, 0
-                FROM range(60) AS t(m), range($series) AS u(s) ORDER BY m, s
+                f"""
+                INSERT INTO {schema.METRIC_POINT_SERIES} (SeriesRef, SeriesHash, MetricTable, ResourceAttributes,
+                    ScopeName, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes)
+                SELECT s + 1, hash(s), '{schema.GAUGE}', {resource}, 'koban.bench', 'bench', 'bench.cpu',
+                    'CPU busy', '%', {attributes}
+                FROM range($series) AS u(s)
                 """,
-                {"zones": ZONES, "first": first, "hour": hour, "minute": MINUTE_NS, "series": series},
+                {"zones": ZONES, "series": series},
             )
+        for hour in range(hours):
+            params = {"first": first, "hour": hour, "minute": MINUTE_NS, "series": series}
+            if layout == "narrow":
+                db.execute(
+                    f"INSERT INTO {duckdb_points.POINTS[schema.GAUGE]} SELECT s + 1, {time_and_value}"
+                    " FROM range(60) AS t(m), range($series) AS u(s) ORDER BY m, s",
+                    params,
+                )
+            else:
+                db.execute(
+                    f"""
+                    INSERT INTO {duckdb_points.ROWS[schema.GAUGE]} (ResourceAttributes, ScopeName, ServiceName,
+                        MetricName, MetricDescription, MetricUnit, Attributes, StartTimeUnix, TimeUnix, Value, Flags)
+                    SELECT {resource}, 'koban.bench', 'bench', 'bench.cpu', 'CPU busy', '%', {attributes},
+                        make_timestamp_ns(0), {time_and_value}, 0
+                    FROM range(60) AS t(m), range($series) AS u(s) ORDER BY m, s
+                    """,
+                    {**params, "zones": ZONES},
+                )
             print(f"  hour {hour + 1}/{hours}: {(hour + 1) * 60 * series:,} points", file=sys.stderr, flush=True)
     return hours * 60 * series
 
@@ -73,6 +98,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of the raw statement")
     ap.add_argument("--raw", action="store_true", help="no rollups: time the query over raw points")
+    ap.add_argument("--layout", choices=["narrow", "wide"], default="narrow",
+                    help="points stored as remote write's (narrow, default) or as OTLP's (wide)")
     args = ap.parse_args()
 
     end_ns = time.time_ns() // MINUTE_NS * MINUTE_NS
@@ -80,7 +107,7 @@ def main() -> None:
     rollup_args = ("--metric-rollup-interval-s", "0") if args.raw else ("--metric-rollup-interval-s", "1")
     server = _server.KobanServer(extra_args=SERVER_ARGS + rollup_args)
     t = time.perf_counter()
-    n = write_points(server.data_dir / "store" / "koban.duckdb", args.series, args.hours, end_ns)
+    n = write_points(server.data_dir / "store" / "koban.duckdb", args.series, args.hours, end_ns, args.layout)
     print(f"wrote {n:,} points in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     start_ns = end_ns - args.hours * 60 * MINUTE_NS
     if args.explain:
@@ -101,7 +128,7 @@ def main() -> None:
                     times.append(elapsed)
     points = sum(len(s["points"]) for s in body["series"])
     print(f"query: {QUERY} over {args.hours} h at 1 m -> {len(body['series'])} series, {points} points")
-    print(f"series: {args.series:,}  points stored: {n:,}")
+    print(f"series: {args.series:,}  points stored: {n:,} ({args.layout})")
     print(f"best {min(times):.0f} ms, median {statistics.median(times):.0f} ms over {len(times)} runs "
           f"(goal < {GOAL_MS} ms; measured on a shared, loaded machine)")
 

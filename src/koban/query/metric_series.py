@@ -122,12 +122,15 @@ def compile_lookup(metric: str, start_ns: int, end_ns: int, dialect: Dialect) ->
     (widened by LOOKBACK_NS), for `choose_kind`."""
     p = dialect.new_params()
     parts = []
+    # count(TimeUnix), not count(*): over DuckDB's gauge and sum views (store/duckdb_points.py)
+    # count(*) carries the view's first column, a map, through the join (0.6 s a day of
+    # 10,000 series, against 0.05 s)
     for table in TYPES:
         cols = {c for c, _ in schema.METRIC_COLUMNS[table]}
         temporality = "max(AggregationTemporality)" if "AggregationTemporality" in cols else "0"
         monotonic = f"max({dialect.to_float('IsMonotonic')})" if "IsMonotonic" in cols else "0"
         parts.append(
-            f"SELECT {p.bind(table)} AS tbl, count(*) AS n, {temporality} AS temporality,"
+            f"SELECT {p.bind(table)} AS tbl, count({_ident('TimeUnix')}) AS n, {temporality} AS temporality,"
             f" {monotonic} AS monotonic FROM {table} WHERE {_where(p, dialect, metric, start_ns - LOOKBACK_NS, end_ns)}"
         )
     return Statement(" UNION ALL ".join(parts), p.values)
