@@ -156,6 +156,12 @@ class DuckDBStore:
             except duckdb.Error as e:
                 _rollback(con)
                 raise StoreError(f"DuckDB write failed at LSN {lsn}: {e}", lsn=lsn) from e
+            except MemoryError as e:
+                _rollback(con)
+                raise StoreError(f"out of memory storing the batch at LSN {lsn}", lsn=lsn) from e
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:  # the narrow points' Arrow work
+                _rollback(con)
+                raise StoreError(f"batch at LSN {lsn} does not fit the schema: {e}", lsn=lsn, permanent=True) from e
             except BaseException:
                 _rollback(con)  # never leave the writer inside a transaction
                 raise
