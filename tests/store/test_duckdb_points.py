@@ -50,8 +50,8 @@ def scrape(t: int, value: float = 1.0) -> MetricColumns:
     return per_series(SERIES, [(i, t, value + i) for i in range(len(SERIES))])
 
 
-def rows(store: DuckDBStore, sql: str) -> list[tuple]:
-    return store.query(sql, {}, timeout_s=10, max_rows=1_000_000).rows
+def rows(store: DuckDBStore, sql: str, params: dict | None = None) -> list[tuple]:
+    return store.query(sql, params or {}, timeout_s=10, max_rows=1_000_000).rows
 
 
 def table_rows(store: DuckDBStore, table: str) -> list[tuple]:
@@ -122,7 +122,7 @@ def test_a_series_whose_stream_or_attributes_differ_is_a_new_series(store):
     store.write(Batch(metric_columns=(masked, described)), 2)
     assert count(store, schema.METRIC_POINT_SERIES) == 5
     got = rows(store, "SELECT Attributes['mode'], MetricDescription, Value FROM otel_metrics_gauge"
-                      " WHERE TimeUnix > make_timestamp_ns($t) ORDER BY Value".replace("$t", str(T0)))
+                      " WHERE TimeUnix > make_timestamp_ns($t) ORDER BY Value", {"t": T0})
     assert got == [("****", "", 5.0), ("idle", "CPU time", 6.0)]
 
 
