@@ -83,6 +83,10 @@ ONE_SAMPLE_REQUESTS = {
     "stale and nan": request(({"__name__": "up", "i": "1"}, [(STALE, T_MS)]), ({"__name__": "up"}, [(math.nan, T_MS)])),
     "no name": request(({"job": "j"}, [(1.0, T_MS)]), ({"__name__": "up"}, [(1.0, T_MS)])),
     "empty label values": request(({"__name__": "up", "zone": "", "env": "prod"}, [(1.0, T_MS)])),
+    "a series twice": request(
+        ({"__name__": "up", "job": "j"}, [(1.0, T_MS)]), ({"__name__": "up", "job": "j"}, [(2.0, T_MS + 1)]),
+        ({"__name__": "down"}, [(3.0, T_MS)]),
+    ),
     "counters and histograms": request(
         ({"__name__": "http_requests_total", "job": "api", "instance": "h:1"}, [(7.0, T_MS)]),
         ({"__name__": "rpc_seconds_bucket", "job": "api", "le": "0.5"}, [(3.0, T_MS)]),

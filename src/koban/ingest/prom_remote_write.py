@@ -43,6 +43,7 @@ import re
 import struct
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -295,15 +296,20 @@ def _columns(payload: bytes) -> Batch | None:
         return None
     try:
         keys, samples = _split(series)
-        index = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-        labels = [_labels_cache.get(key) or _read_labels(key) for key in index]
+        distinct = dict.fromkeys(keys)
+        if len(distinct) == len(keys):  # the usual request: each series once, in order
+            point_series = pa.array(np.arange(len(keys), dtype=np.int32))
+        else:
+            index = {key: i for i, key in enumerate(distinct)}
+            point_series = pa.array(list(map(index.__getitem__, keys)), pa.int32())
+            keys = list(index)
+        labels = [_labels_cache.get(key) or _read_labels(key) for key in keys]
     except _NotColumnar:
         return None
     columns = _SampleColumns()
     columns.ParseFromString(b"".join(samples))
-    if not len(columns.value) == len(columns.timestamp) == len(keys):
+    if not len(columns.value) == len(columns.timestamp) == len(point_series):
         return None  # cannot happen after _split's checks; the other path is exact
-    point_series = pa.array(list(map(index.__getitem__, keys)), pa.int32())
     time_ms = pa.array(list(columns.timestamp), pa.int64())
     values = pa.array(list(columns.value), pa.float64())
     rejections = Rejections()
@@ -312,7 +318,7 @@ def _columns(payload: bytes) -> Batch | None:
     time_ns = pc.multiply(time_ms, MS_TO_NS) if kept is None else pc.multiply(time_ms.filter(kept), MS_TO_NS)
     if kept is not None:
         point_series, values = point_series.filter(kept), values.filter(kept)
-    parts = _by_kind(labels, list(index), families, point_series, time_ns, values)
+    parts = _by_kind(labels, keys, families, point_series, time_ns, values)
     return Batch(metric_columns=parts, rejected=rejections.total, rejected_reason=rejections.reason())
 
 
