@@ -260,7 +260,7 @@ def _prepared(columns: MetricColumns | PreparedMetrics) -> PreparedMetrics:
     )
 
 
-def _series_rows(attributes: list[Any], keys: list[bytes], series_ids: list[int]) -> pa.Table:
+def _series_rows(attributes: list[Any], series_ids: list[int]) -> pa.Table:
     """PreparedMetrics.series without its "Stream" column."""
     return _arrow_table({
         "Attributes": _maps(attributes),

@@ -23,8 +23,8 @@ from typing import Any
 
 import pyarrow as pa
 
-BuildRows = Callable[[list[Any], list[bytes], list[int]], pa.Table]
-"""(attributes, keys, series_ids) -> one row per series."""
+BuildRows = Callable[[list[Any], list[int]], pa.Table]
+"""(attributes, series_ids) -> one row per series."""
 
 MAX_ROWS = 200_000
 """Rows kept before the catalogue starts afresh (as the decoder's label cache does)."""
@@ -52,7 +52,7 @@ class SeriesCatalogue:
                 self._add(attributes, keys, series_ids)
                 rows = self._find(attributes, keys)
             if rows is None:  # more series than the catalogue holds: build them as they are
-                return self._build(attributes, keys, series_ids)
+                return self._build(attributes, series_ids)
             return self._table.take(pa.array(rows, pa.int32()))
 
     def _find(self, attributes: list[Any], keys: list[bytes]) -> list[int] | None:
@@ -70,7 +70,7 @@ class SeriesCatalogue:
             self._clear()
             if len(new) > self._max_rows:
                 return
-        added = self._build([attributes[i] for i in new], [keys[i] for i in new], [series_ids[i] for i in new])
+        added = self._build([attributes[i] for i in new], [series_ids[i] for i in new])
         first = len(self._built_from)
         for offset, i in enumerate(new):
             self._row[id(attributes[i])] = first + offset  # a dict seen twice: its last row
