@@ -137,17 +137,16 @@ def _points(con: duckdb.DuckDBPyConnection, table: str, parts: list[PreparedMetr
     attributes_hash = np.asarray(concat_column(series, "AttributesHash"))
     series_hash = _mix(stream_hash[np.asarray(stream_of_series)], attributes_hash)
     distinct = pa.array(series_hash).dictionary_encode()
-    refs = _refs(con, table, distinct.dictionary)
-    missing = pc.is_null(refs)
-    if pc.any(missing).as_py():
-        new_hashes = distinct.dictionary.filter(missing)
+    refs, known = _refs(con, table, distinct.dictionary)
+    if not known.all():
+        missing = ~known
+        new_hashes = distinct.dictionary.filter(pa.array(missing))
         first = pc.index_in(new_hashes, value_set=pa.array(series_hash))  # a series row of each
-        _add_series(con, table, new_hashes, streams.take(stream_of_series.take(first)),
-                    concat_column(series, "Attributes").take(first))
-        refs = _refs(con, table, distinct.dictionary)
-    point_refs = refs.take(distinct.indices).take(point_series)
+        refs[missing] = _add_series(con, table, new_hashes, streams.take(stream_of_series.take(first)),
+                                    concat_column(series, "Attributes").take(first))
+    point_refs = pa.array(refs).take(distinct.indices).take(point_series)
     return pa.Table.from_arrays([
-        point_refs.cast(pa.uint32()),
+        point_refs,
         concat_column([p.points for p in parts], "TimeUnix").cast(pa.int64()).view(pa.timestamp("ns")),
         concat_column([p.points for p in parts], "Value"),
     ], schema=_POINT_SCHEMA)
@@ -189,8 +188,9 @@ def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
-def _refs(con: duckdb.DuckDBPyConnection, table: str, hashes: pa.Array) -> pa.Array:
-    """The SeriesRef of each of `hashes` (distinct), null for a series not stored."""
+def _refs(con: duckdb.DuckDBPyConnection, table: str, hashes: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The SeriesRef of each of `hashes` (distinct; 0 for a series not stored), and
+    whether each is stored."""
     con.register(_NEW, pa.table({"i": pa.array(range(len(hashes)), pa.int64()), "h": hashes}))
     try:
         found = con.sql(
@@ -205,18 +205,19 @@ def _refs(con: duckdb.DuckDBPyConnection, table: str, hashes: pa.Array) -> pa.Ar
     rows = np.asarray(found.column(0).combine_chunks())
     refs[rows] = np.asarray(found.column(1).combine_chunks())
     known[rows] = True
-    return pa.array(refs, mask=~known)
+    return refs, known
 
 
 def _add_series(con: duckdb.DuckDBPyConnection, table: str, hashes: pa.Array, streams: pa.Table,
-                attributes: pa.Array) -> None:
+                attributes: pa.Array) -> np.ndarray:
     """Store new series: `hashes` with their stream rows and attributes, numbered on
-    from the highest SeriesRef."""
+    from the highest SeriesRef. Returns their SeriesRefs, in order."""
     ((last,),) = con.execute(f"SELECT coalesce(max({_q('SeriesRef')}), 0) FROM {SERIES}").fetchall()
     first = int(last) + 1
     n = len(hashes)
+    refs = np.arange(first, first + n, dtype=np.uint32)
     columns = {
-        "SeriesRef": pa.array(range(first, first + n), pa.uint32()),
+        "SeriesRef": pa.array(refs),
         "SeriesHash": hashes,
         "MetricTable": pa.repeat(pa.scalar(table), n),
         **{name: streams.column(name) for name in STREAM_COLUMNS},
@@ -225,6 +226,7 @@ def _add_series(con: duckdb.DuckDBPyConnection, table: str, hashes: pa.Array, st
     }
     arrays = [columns[field.name] for field in _SERIES_SCHEMA]
     con.from_arrow(pa.Table.from_arrays(arrays, schema=_SERIES_SCHEMA)).insert_into(SERIES)
+    return refs
 
 
 def delete_older_than(con: duckdb.DuckDBPyConnection, cutoff_ns: int) -> int:
