@@ -7,10 +7,14 @@ POST them to /api/v1/write, after a few warm-up requests that start the server's
 workers; reports samples/s acknowledged (first request to last 2xx),
 samples/s stored (until koban's own `koban_store_records_written` counts them all), the
 CPU time per sample of the server and its decode workers over that span (a cost that,
-unlike a rate, barely moves when other work loads the machine) and the server's peak RSS. For comparison (issue 4): Prometheus 2.42 accepts ~334,000
-samples/s of the same bodies on this machine, VictoriaMetrics ~1.2 million/s.
+unlike a rate, barely moves when other work loads the machine) and the server's peak RSS.
+For comparison (issue 4): Prometheus 2.42 accepts ~334,000 samples/s of the same bodies
+on this machine, VictoriaMetrics ~1.2 million/s. `--receiver prometheus` measures a real
+Prometheus (`_prometheus.py`) the same way instead of koban, so the two can be run
+alternately (the machine's speed swings, so only runs minutes apart compare):
 
     .venv/bin/python benchmarks/remote_write.py [--series 10000] [--clients 4] [--warmup 4] [--url URL]
+    .venv/bin/python benchmarks/remote_write.py --receiver prometheus
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _prometheus  # noqa: E402
 import _server  # noqa: E402
 import _workload  # noqa: E402
 
@@ -75,13 +80,14 @@ def warm_up(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: 
 
 
 def measure(url: str, bodies: list[tuple[bytes, int]], clients: int, timeout_s: float,
-            server: _server.KobanServer | None = None) -> dict:
+            server: _server.KobanServer | _prometheus.PrometheusServer | None = None) -> dict:
     total = sum(n for _, n in bodies)
     with httpx.Client(base_url=url, timeout=60) as api:
-        before = stored_records(api)
+        stored = server.stored_samples if isinstance(server, _prometheus.PrometheusServer) else stored_records
+        before = stored(api)
         cpu_before = server.cpu_seconds() if server else None
         sent = _server.post_all(url + "/api/v1/write", bodies, clients, headers=HEADERS)
-        seen = _server.wait_until(lambda: stored_records(api) - before >= total, timeout_s, 0.05)
+        seen = _server.wait_until(lambda: stored(api) - before >= total, timeout_s, 0.05)
         stored_s = time.monotonic() - sent.started
         cpu_after = server.cpu_seconds() if server else None
     cpu = {}
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--url", default=None, help="measure a running koban instead of starting one")
+    ap.add_argument("--receiver", choices=("koban", "prometheus"), default="koban",
+                    help="what to start and measure: koban, or a real Prometheus for comparison")
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--warmup", type=int, default=4,
                     help="requests sent (again) before the clock starts, so that the decode workers are running")
@@ -118,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     bodies = build_bodies(args.series)
     print(f"sending {len(bodies)} requests from {args.clients} clients ...", file=sys.stderr)
     peak = None
-    if args.url:
+    if args.receiver == "prometheus":
+        with _prometheus.PrometheusServer() as server:  # no workers to start: no warm-up
+            result = measure(server.url, bodies, args.clients, args.timeout, server)
+            peak = server.peak_rss()
+    elif args.url:
         warm_up(args.url, bodies[: args.warmup], args.clients, args.timeout)
         result = measure(args.url, bodies, args.clients, args.timeout)
     else:
@@ -127,15 +139,16 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(server.url, bodies, args.clients, args.timeout, server)
             peak = server.peak_rss()
     result["peak_rss_mib"] = round(peak / 2**20) if peak else None
-    path = _server.write_results("remote-write", {"params": vars(args), "result": result})
+    name = "remote-write" if args.receiver == "koban" else "remote-write-prometheus"
+    path = _server.write_results(name, {"params": vars(args), "result": result})
     print(f"results: {path}", file=sys.stderr)
-    print("| machine | date | series | samples | clients | acked samples/s | stored samples/s "
+    print("| receiver | machine | date | series | samples | clients | acked samples/s | stored samples/s "
           "| CPU µs/sample (server + workers) | load avg | peak RSS MiB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     m = _server.machine()
     stored = f"{result['stored_samples_per_s']:,}" if result["stored_samples_per_s"] else "n/a"
-    print(f"| {m['cpu']}, {m['cores']} cores | {_server.today()} | {args.series:,} | {result['samples']:,} | "
-          f"{args.clients} | {result['ack_samples_per_s']:,} | {stored} | {_cpu_cell(result)} | "
+    print(f"| {args.receiver} | {m['cpu']}, {m['cores']} cores | {_server.today()} | {args.series:,} | "
+          f"{result['samples']:,} | {args.clients} | {result['ack_samples_per_s']:,} | {stored} | {_cpu_cell(result)} | "
           f"{result['load_average'][0]} | {result['peak_rss_mib'] or 'n/a'} |")
     return 0
 
