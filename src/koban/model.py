@@ -22,6 +22,8 @@ from itertools import accumulate, chain, repeat
 from operator import add
 from typing import Any, NamedTuple
 
+import numpy as np
+
 Attributes = dict[str, str]
 
 SPAN_KINDS = (
@@ -281,19 +283,21 @@ class MetricColumns(NamedTuple):
     the series of earlier requests (Prometheus remote write): building a point object
     and an attribute dict per sample cost more than everything else in ingest.
 
-    Series i has `streams[i]` and `attributes[i]`; `keys[i]` identifies it (equal keys
-    mean equal attributes and resources, so the store converts a key's maps once)
-    and `series_ids[i]` is a 64-bit hash of its labels, the same in every process (the
-    series cap counts by it). Point j belongs to series `point_series[j]`. The point
-    columns are pyarrow arrays (int32, int64 nanoseconds, float64), to keep them out of
-    Python objects. `aggregation_temporality` 0 means gauges; otherwise these are sums
-    with that temporality and `is_monotonic`. Treat everything as read-only.
+    `streams` are distinct; series i has stream `streams[series_stream[i]]`,
+    `attributes[i]` and `series_ids[i]`, a 64-bit hash of its labels, the same in every
+    process: the series cap counts by it, and the ingest policy and the store's series
+    catalogue remember a series by it (equal ids mean equal attributes and streams).
+    Point j belongs to series `point_series[j]`. The per-series columns are numpy
+    arrays (int32, uint64), the point columns pyarrow arrays (int32, int64 nanoseconds,
+    float64), to keep both out of Python objects. `aggregation_temporality` 0 means
+    gauges; otherwise these are sums with that temporality and `is_monotonic`. Treat
+    everything as read-only.
     """
 
     streams: list[MetricStream]
+    series_stream: Any
     attributes: list[Attributes]
-    keys: list[bytes]
-    series_ids: list[int]
+    series_ids: Any
     point_series: Any
     time_ns: Any
     values: Any
@@ -306,12 +310,20 @@ class MetricColumns(NamedTuple):
 
     def points(self) -> list[GaugePoint] | list[SumPoint]:
         """The same points as GaugePoints or SumPoints, in order (for tests)."""
-        streams, attributes = self.streams, self.attributes
+        streams = [self.streams[i] for i in self.series_stream.tolist()]
+        attributes = self.attributes
         rows = zip(self.point_series.to_pylist(), self.time_ns.to_pylist(), self.values.to_pylist())
         if not self.aggregation_temporality:
             return [GaugePoint(streams[i], attributes[i], 0, t, v) for i, t, v in rows]
         temporality, monotonic = self.aggregation_temporality, self.is_monotonic
         return [SumPoint(streams[i], attributes[i], 0, t, v, temporality, monotonic) for i, t, v in rows]
+
+
+def series_subset(streams: list[MetricStream], series_stream: Any, rows: Any) -> tuple[list[MetricStream], Any]:
+    """The `streams` and `series_stream` of MetricColumns cut to the series at `rows`
+    (a numpy array of their indices, ascending): only the streams those use, renumbered."""
+    used, renumbered = np.unique(series_stream[rows], return_inverse=True)
+    return [streams[i] for i in used.tolist()], renumbered.astype(np.int32).ravel()
 
 
 class Event(NamedTuple):

@@ -157,7 +157,8 @@ def test_the_same_label_set_decodes_the_same_in_every_request():
     a = prom_remote_write.decode(first, 0).metric_columns[0]
     b = prom_remote_write.decode(second, 0).metric_columns[0]
 
-    assert a.keys == b.keys and a.series_ids == b.series_ids and a.attributes == b.attributes
+    assert a.series_ids.tolist() == b.series_ids.tolist() and a.attributes == b.attributes
+    assert a.streams == b.streams and a.series_stream.tolist() == b.series_stream.tolist()
     assert a.time_ns != b.time_ns
 
 

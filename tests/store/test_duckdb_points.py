@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -30,11 +31,12 @@ def per_series(series: list[tuple[MetricStream, dict[str, str]]], points: list[t
                temporality: int = 0, monotonic: bool = False) -> MetricColumns:
     """MetricColumns of `series` (stream, attributes) and `points` (series, time ns, value)."""
     keys = [repr((s.name, s.resource.attributes, sorted(a.items()))).encode() for s, a in series]
+    streams = list({repr(s): s for s, _ in series}.values())
     return MetricColumns(
-        streams=[s for s, _ in series],
+        streams=streams,
+        series_stream=np.array([streams.index(s) for s, _ in series], np.int32),
         attributes=[a for _, a in series],
-        keys=keys,
-        series_ids=[hash(k) & 0xFFFF_FFFF for k in keys],
+        series_ids=np.array([hash(k) & 0xFFFF_FFFF for k in keys], np.uint64),
         point_series=pa.array([p[0] for p in points], pa.int32()),
         time_ns=pa.array([p[1] for p in points], pa.int64()),
         values=pa.array([p[2] for p in points], pa.float64()),
@@ -114,10 +116,10 @@ def test_a_series_sent_again_is_stored_once(store):
 
 def test_a_series_whose_stream_or_attributes_differ_is_a_new_series(store):
     store.write(Batch(metric_columns=(scrape(T0),)), 1)
-    # the same labels (same key) with other attributes, as after a new scrub rule; and
+    # the same labels (same series id) with other attributes, as after a new scrub rule; and
     # the same labels with a description, as after Prometheus sent the metadata
     masked = per_series([(CPU_A, {"mode": "****"})], [(0, T0 + S, 5.0)])
-    masked = masked._replace(keys=scrape(T0).keys[:1])
+    masked = masked._replace(series_ids=scrape(T0).series_ids[:1])
     described = per_series([(CPU_A._replace(description="CPU time"), {"mode": "idle"})], [(0, T0 + 2 * S, 6.0)])
     store.write(Batch(metric_columns=(masked, described)), 2)
     assert count(store, schema.METRIC_POINT_SERIES) == 5

@@ -3,11 +3,16 @@ gives, whatever mix of known, new and cleaned series a request brings."""
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koban.store.columns import _series_rows
 from koban.store.series_catalogue import SeriesCatalogue
+
+def ids(*values: int) -> np.ndarray:
+    return np.array(values, np.uint64)
+
 
 _request = st.lists(st.tuples(st.integers(0, 11), st.booleans()), min_size=1, max_size=25)
 
@@ -24,10 +29,9 @@ def test_each_request_gets_the_rows_a_fresh_build_gives(requests, max_rows):
             if cleaned:
                 labels[n] = {"instance": f"host-{n}", "path": f"[REDACTED {version}]"}
         attributes = [labels[n] for n, _ in request]
-        keys = [f"series-{n}".encode() for n, _ in request]
-        ids = [n * 1_000_003 for n, _ in request]
+        ids = np.array([n * 1_000_003 for n, _ in request], np.uint64)
 
-        rows = catalogue.rows(attributes, keys, ids)
+        rows = catalogue.rows(attributes, ids)
 
         assert rows.to_pylist() == _series_rows(attributes, ids).to_pylist()
 
@@ -36,24 +40,24 @@ def test_a_known_series_is_not_built_again():
     built = []
 
     def build(attributes, ids):
-        built.extend(ids)
+        built.extend(ids.tolist())
         return _series_rows(attributes, ids)
 
     catalogue = SeriesCatalogue(build)
     a, b = {"k": "a"}, {"k": "b"}
-    catalogue.rows([a, b], [b"a", b"b"], [1, 2])
-    rows = catalogue.rows([b, a, b], [b"b", b"a", b"b"], [2, 1, 2])
+    catalogue.rows([a, b], ids(1, 2))
+    rows = catalogue.rows([b, a, b], ids(2, 1, 2))
 
     assert built == [1, 2]  # series a and b, once each
     assert rows.column("SeriesId").to_pylist() == [2, 1, 2]
     assert rows.column("Attributes").to_pylist() == [[("k", "b")], [("k", "a")], [("k", "b")]]
 
 
-def test_one_attributes_dict_under_two_keys_keeps_each_key():
+def test_one_attributes_dict_under_two_series_ids_keeps_each_id():
     shared = {"k": "v"}
     catalogue = SeriesCatalogue(_series_rows)
-    catalogue.rows([shared], [b"first"], [1])
+    catalogue.rows([shared], ids(1))
 
-    rows = catalogue.rows([shared, shared], [b"first", b"second"], [1, 2])
+    rows = catalogue.rows([shared, shared], ids(1, 2))
 
     assert rows.column("SeriesId").to_pylist() == [1, 2]

@@ -15,9 +15,12 @@ import operator
 from itertools import accumulate
 from typing import NamedTuple
 
+import numpy as np
+
 from koban.ingest import decode
 from koban.ingest.scrub import BODY, Rule, Scrubber, compile_rules
 from koban.model import Attributes, Batch, LogColumns, MetricColumns, Resource
+from koban.sorted_ids import IdMap
 
 
 class IngestPolicy(NamedTuple):
@@ -60,7 +63,7 @@ def apply_policy(policy: IngestPolicy, batch: Batch) -> Guarded:
         return Guarded(batch, {})
     g = _Guard(
         compile_rules(policy.rules), policy.max_attributes, policy.max_value_length,
-        _unchanged_series.setdefault(policy, set()),
+        _unchanged_series.setdefault(policy, IdMap(np.bool_)),
     )
     out = batch._replace(
         logs=g.log_records(batch.logs),
@@ -77,10 +80,10 @@ def apply_policy(policy: IngestPolicy, batch: Batch) -> Guarded:
     return Guarded(out, g.scrubbed, g.dropped, g.truncated)
 
 
-# MetricColumns keys (ingest/prom_remote_write.py: a series' raw labels) whose attributes
-# the policy left as they were, per policy and per process: a series seen again is not
-# looked at again (remote write resends every series every scrape interval).
-_unchanged_series: dict[IngestPolicy, set[bytes]] = {}
+# MetricColumns series ids (ingest/prom_remote_write.py: a hash of a series' raw labels)
+# whose attributes the policy left as they were, per policy and per process: a series
+# seen again is not looked at again (remote write resends every series every scrape).
+_unchanged_series: dict[IngestPolicy, IdMap] = {}
 _MAX_UNCHANGED = 200_000
 
 
@@ -88,7 +91,7 @@ class _Guard:
     """One batch's pass: the scrubber, the limits and the counts so far."""
 
     def __init__(
-        self, scrubber: Scrubber, max_attributes: int, max_value_length: int, unchanged: set[bytes]
+        self, scrubber: Scrubber, max_attributes: int, max_value_length: int, unchanged: IdMap
     ) -> None:
         self.scrubber = scrubber
         self.scrub_values = scrubber.scrubs_values
@@ -98,7 +101,7 @@ class _Guard:
         self.dropped = 0
         self.truncated = 0
         self._resources: dict[int, Resource] = {}  # id -> cleaned: resources are shared by records
-        self.unchanged = unchanged  # MetricColumns keys this policy leaves as they are
+        self.unchanged = unchanged  # MetricColumns series ids this policy leaves as they are
 
     def value(self, value: str, key: str, limited: bool = True) -> str:
         """The value of attribute `key`, masked, and truncated when `limited`."""
@@ -250,18 +253,18 @@ class _Guard:
         if not isinstance(c, MetricColumns):
             return c  # already prepared for the store
         attrs = c.attributes
-        if not self.unchanged.issuperset(c.keys):
+        if not self.unchanged.find(c.series_ids)[1].all():
             attrs = self.dicts(attrs)
             if len(self.unchanged) >= _MAX_UNCHANGED:
                 self.unchanged.clear()
             # only series that came out as they were: the others are cleaned (and counted) each time
-            self.unchanged.update(k for k, before, after in zip(c.keys, c.attributes, attrs) if after is before)
-        distinct = list({id(s): s for s in c.streams}.values())  # series share their stream
-        resources = self.resources([s.resource for s in distinct])
-        if all(map(operator.is_, resources, (s.resource for s in distinct))):
+            same = np.fromiter(map(operator.is_, attrs, c.attributes), bool, len(attrs))
+            self.unchanged.update(c.series_ids[same], same[same])
+        resources = self.resources([s.resource for s in c.streams])  # the streams are distinct
+        if all(map(operator.is_, resources, (s.resource for s in c.streams))):
             return c._replace(attributes=attrs)
-        cleaned = {id(s): s._replace(resource=r) for s, r in zip(distinct, resources)}
-        return c._replace(streams=[cleaned[id(s)] for s in c.streams], attributes=attrs)
+        streams = [s if r is s.resource else s._replace(resource=r) for s, r in zip(c.streams, resources)]
+        return c._replace(streams=streams, attributes=attrs)
 
     def points(self, points):
         if not points:

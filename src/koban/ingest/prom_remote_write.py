@@ -51,7 +51,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from koban import __version__
 from koban.errors import DecodeError
 from koban.ingest.otlp_values import MAX_TIME_NS, Rejections
-from koban.model import Batch, GaugePoint, MetricColumns, MetricStream, Resource, Scope, SumPoint
+from koban.model import Batch, GaugePoint, MetricColumns, MetricStream, Resource, Scope, SumPoint, series_subset
 
 SCOPE = Scope("koban.prometheus.remote_write", __version__)
 DEFAULT_SERVICE = "prometheus"
@@ -257,9 +257,10 @@ def _stream(name: str, families: dict[str, tuple[int, str, str]], resource: Reso
 # (field 1, a double) then timestamp (field 2, a 6-byte varint: every millisecond time
 # from 1971 to 2109). With the value 0.0, which proto3 leaves out, the field is 9 bytes.
 _SAMPLE_TAIL = 18
-_TAILS = re.compile(rb"(?:\x12\x10\x09.{8}\x10[\x80-\xff]{5}[\x00-\x7f])*", re.S)
 _ONE_TAIL = re.compile(rb"\x12(?:\x10\x09.{8}|\x07)\x10[\x80-\xff]{5}[\x00-\x7f]\Z", re.S)
 _ZERO_VALUE = b"\x09" + bytes(8)  # the value field of 0.0, written out
+_TAIL_BYTES = np.arange(_SAMPLE_TAIL)
+_VARINT_SHIFTS = np.arange(6, dtype=np.int64) * 7
 
 
 class _Labels(NamedTuple):
@@ -270,13 +271,34 @@ class _Labels(NamedTuple):
     instance: str
     attributes: dict[str, str]
     series_id: int
-    stream: MetricStream  # when the request has no metadata for it (a gauge)
+    stream_number: int  # of the stream of its points when the request has no metadata (gauges)
 
 
 _ATTRIBUTES = operator.attrgetter("attributes")
 _SERIES_ID = operator.attrgetter("series_id")
+_STREAM_NUMBER = operator.attrgetter("stream_number")
 _MAX_CACHED = 200_000
-_labels_cache: dict[bytes, _Labels] = {}  # per process; cleared when full
+
+
+class _Cache:
+    """Per process, what label sets decode to: cleared when full, and only between
+    requests, so the stream numbers a request's label sets carry stay valid for it."""
+
+    def __init__(self) -> None:
+        self.labels: dict[bytes, _Labels] = {}  # a series' raw label bytes -> its label set
+        self.nameless = 0  # label sets in `labels` without a __name__
+        # the streams of gauges without metadata, numbered, shared by the label sets (the
+        # store converts a stream's columns once per distinct stream)
+        self.stream_numbers: dict[tuple[str, str, str], int] = {}  # (name, job, instance) -> number
+        self.streams: list[MetricStream] = []
+        self.resources: dict[tuple[str, str], Resource] = {}
+
+    def clear_if_full(self) -> None:
+        if len(self.labels) >= _MAX_CACHED:
+            self.__init__()
+
+
+_cache = _Cache()
 
 
 class _NotColumnar(Exception):
@@ -294,8 +316,9 @@ def _columns(payload: bytes) -> Batch | None:
     series = list(req.timeseries)
     if not series:
         return None
+    _cache.clear_if_full()
     try:
-        keys, samples = _split(series)
+        keys, time_ms, values = _split(series)
         distinct = dict.fromkeys(keys)
         if len(distinct) == len(keys):  # the usual request: each series once, in order
             point_series = pa.array(np.arange(len(keys), dtype=np.int32))
@@ -303,32 +326,38 @@ def _columns(payload: bytes) -> Batch | None:
             index = {key: i for i, key in enumerate(distinct)}
             point_series = pa.array(list(map(index.__getitem__, keys)), pa.int32())
             keys = list(index)
-        labels = [_labels_cache.get(key) or _read_labels(key) for key in keys]
+        labels = list(map(_cache.labels.get, keys))
+        if None in labels:
+            labels = [found or _read_labels(key) for found, key in zip(labels, keys)]
     except _NotColumnar:
         return None
-    columns = _SampleColumns()
-    columns.ParseFromString(b"".join(samples))
-    if not len(columns.value) == len(columns.timestamp) == len(point_series):
+    if not len(values) == len(time_ms) == len(point_series):
         return None  # cannot happen after _split's checks; the other path is exact
-    time_ms = pa.array(list(columns.timestamp), pa.int64())
-    values = pa.array(list(columns.value), pa.float64())
+    time_ms, values = pa.array(time_ms), pa.array(values)
     rejections = Rejections()
     kept = _kept_points(labels, point_series, time_ms, values, rejections)
     families = _families(req.metadata)
     time_ns = pc.multiply(time_ms, MS_TO_NS) if kept is None else pc.multiply(time_ms.filter(kept), MS_TO_NS)
     if kept is not None:
         point_series, values = point_series.filter(kept), values.filter(kept)
-    parts = _by_kind(labels, keys, families, point_series, time_ns, values)
+    parts = _by_kind(labels, families, point_series, time_ns, values)
     return Batch(metric_columns=parts, rejected=rejections.total, rejected_reason=rejections.reason())
 
 
-def _split(series: list[bytes]) -> tuple[list[bytes], list[bytes]]:
-    """Each series' label bytes and its one sample's fields (16 bytes). Raises
+def _split(series: list[bytes]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Each series' label bytes, and its one sample's time (ms) and value. Raises
     _NotColumnar when a series does not end with one sample field."""
-    tails = b"".join([s[-_SAMPLE_TAIL:] for s in series])
-    if len(tails) == _SAMPLE_TAIL * len(series) and _TAILS.fullmatch(tails):
-        # the usual case, checked in one pass: every value is there (not 0.0)
-        return [s[:-_SAMPLE_TAIL] for s in series], [s[-16:] for s in series]
+    lengths = np.fromiter(map(len, series), np.int64, len(series))
+    if lengths.min() >= _SAMPLE_TAIL:
+        # the usual case, checked and read for all series at once: their last 18 bytes
+        # side by side, each a sample with its value there (not 0.0) and a 6-byte time
+        data = np.frombuffer(b"".join(series), np.uint8)
+        tails = data[(np.cumsum(lengths) - _SAMPLE_TAIL)[:, None] + _TAIL_BYTES]
+        if ((tails[:, :3] == (0x12, 0x10, 0x09)).all() and (tails[:, 11] == 0x10).all()
+                and (tails[:, 12:17] >= 0x80).all() and (tails[:, 17] < 0x80).all()):
+            values = np.ascontiguousarray(tails[:, 3:11]).view("<f8").ravel()
+            time_ms = ((tails[:, 12:18] & 0x7F).astype(np.int64) << _VARINT_SHIFTS).sum(axis=1)
+            return [s[:-_SAMPLE_TAIL] for s in series], time_ms, values
     keys, samples = [], []
     for s in series:
         m = _ONE_TAIL.search(s, max(0, len(s) - _SAMPLE_TAIL))
@@ -337,7 +366,9 @@ def _split(series: list[bytes]) -> tuple[list[bytes], list[bytes]]:
         start = m.start()
         keys.append(s[:start])
         samples.append(s[start + 2:] if s[start + 1] == 16 else _ZERO_VALUE + s[start + 2:])
-    return keys, samples
+    columns = _SampleColumns()
+    columns.ParseFromString(b"".join(samples))
+    return keys, np.array(columns.timestamp, np.int64), np.array(columns.value, np.float64)
 
 
 def _read_labels(key: bytes) -> _Labels:
@@ -353,24 +384,16 @@ def _read_labels(key: bytes) -> _Labels:
         raise _NotColumnar
     name, job, instance, attributes = _named(ts.labels)
     series_id = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
-    if len(_labels_cache) >= _MAX_CACHED:
-        _labels_cache.clear()
-        _gauge_streams.clear()
-        _resources.clear()
-    stream = _gauge_streams.get((name, job, instance))
-    if stream is None:
-        resource = _resources.get((job, instance))
+    number = _cache.stream_numbers.get((name, job, instance))
+    if number is None:
+        resource = _cache.resources.get((job, instance))
         if resource is None:
-            resource = _resources[job, instance] = _resource(job, instance)
-        stream = _gauge_streams[name, job, instance] = MetricStream(name, "", "", resource, SCOPE)
-    found = _labels_cache[key] = _Labels(name, job, instance, attributes, series_id, stream)
+            resource = _cache.resources[job, instance] = _resource(job, instance)
+        number = _cache.stream_numbers[name, job, instance] = len(_cache.streams)
+        _cache.streams.append(MetricStream(name, "", "", resource, SCOPE))
+    found = _cache.labels[key] = _Labels(name, job, instance, attributes, series_id, number)
+    _cache.nameless += not name
     return found
-
-
-# (name, job, instance) -> the stream of gauges without metadata, shared by the cached
-# label sets (the store converts a stream's columns once per distinct stream)
-_gauge_streams: dict[tuple[str, str, str], MetricStream] = {}
-_resources: dict[tuple[str, str], Resource] = {}
 
 
 def _named(labels: Any) -> tuple[str, str, str, dict[str, str]]:
@@ -394,7 +417,7 @@ def _kept_points(labels: list[_Labels], point_series: pa.Array, time_ms: pa.Arra
                  rejections: Rejections) -> pa.Array | None:
     """A mask of the points to keep (None: all of them), counting the others: samples of
     series without a name, times out of range, stale markers (in that order)."""
-    nameless = [i for i, series in enumerate(labels) if not series.name]
+    nameless = [i for i, series in enumerate(labels) if not series.name] if _cache.nameless else []
     low, high = pc.min_max(time_ms).values()
     if not nameless and 0 <= low.as_py() and high.as_py() <= MAX_TIME_MS and not pc.any(pc.is_nan(values)).as_py():
         return None  # the usual case
@@ -408,57 +431,81 @@ def _kept_points(labels: list[_Labels], point_series: pa.Array, time_ms: pa.Arra
     return pc.invert(pc.or_(pc.or_(no_name, bad_time), stale))
 
 
-def _by_kind(labels: list[_Labels], keys: list[bytes], families: dict[str, tuple[int, str, str]],
+def _by_kind(labels: list[_Labels], families: dict[str, tuple[int, str, str]],
              point_series: pa.Array, time_ns: pa.Array, values: pa.Array) -> tuple[MetricColumns, ...]:
     """The points as one MetricColumns per kind (gauges, monotonic and other sums),
     each holding only the series it has points of."""
     if families:
-        series_stream, series_kind = _streams(labels, families)
+        streams, series_stream, series_kind = _streams(labels, families)
     else:  # the usual request, whose metadata Prometheus sends apart: gauges only
-        series_stream, series_kind = [series.stream for series in labels], [_GAUGE]
-    kinds = set(series_kind)
+        streams, series_stream = _gauge_streams(labels)
+        series_kind = None
+    attributes = list(map(_ATTRIBUTES, labels))
+    series_ids = np.fromiter(map(_SERIES_ID, labels), np.uint64, len(labels))
+    kinds = [_GAUGE] if series_kind is None else np.unique(series_kind).tolist()
     parts = []
-    for kind in sorted(kinds):
-        if len(kinds) == 1:
-            members, idx, times, vals = range(len(labels)), point_series, time_ns, values
-        else:
-            mask = pc.equal(pa.array(series_kind, pa.int8()).take(point_series), kind)
+    for kind in kinds:
+        idx, times, vals = point_series, time_ns, values
+        if len(kinds) > 1:
+            mask = pc.equal(pa.array(series_kind).take(point_series), kind)
             idx, times, vals = point_series.filter(mask), time_ns.filter(mask), values.filter(mask)
-            members = [i for i, k in enumerate(series_kind) if k == kind]
-        used = pc.unique(idx)
-        if len(used) < len(members):  # some series lost all their points: leave them out
-            members = sorted(used.to_pylist())
-        if len(members) < len(labels):
-            position = [-1] * len(labels)
-            for new, old in enumerate(members):
-                position[old] = new
-            idx = pa.array(position, pa.int32()).take(idx)
         if not len(idx):
             continue
-        chosen = labels if len(members) == len(labels) else [labels[i] for i in members]
-        parts.append(MetricColumns(
-            streams=series_stream if chosen is labels else [series_stream[i] for i in members],
-            attributes=list(map(_ATTRIBUTES, chosen)),
-            keys=keys if chosen is labels else [keys[i] for i in members],
-            series_ids=list(map(_SERIES_ID, chosen)),
-            point_series=idx,
-            time_ns=times,
-            values=vals,
+        part = MetricColumns(
+            streams, series_stream, attributes, series_ids, idx, times, vals,
             aggregation_temporality=0 if kind == _GAUGE else CUMULATIVE,
             is_monotonic=kind == _MONOTONIC,
-        ))
+        )
+        parts.append(_without_idle_series(part))
     return tuple(parts)
 
 
-def _streams(labels: list[_Labels], families: dict[str, tuple[int, str, str]]) -> tuple[list[MetricStream], list[int]]:
-    """Each series' stream and kind as the request's metadata makes them."""
-    streams: dict[tuple[str, str, str], tuple[MetricStream, int]] = {}
+def _gauge_streams(labels: list[_Labels]) -> tuple[list[MetricStream], np.ndarray]:
+    """The distinct streams of gauges without metadata among `labels`, and each series'
+    index into them (counted over the process' stream numbers: no Python loop)."""
+    numbers = np.fromiter(map(_STREAM_NUMBER, labels), np.int32, len(labels))
+    present = np.zeros(len(_cache.streams), bool)
+    present[numbers] = True
+    used = np.flatnonzero(present)
+    renumbered = np.cumsum(present, dtype=np.int32) - 1
+    return [_cache.streams[i] for i in used.tolist()], renumbered[numbers]
+
+
+def _without_idle_series(part: MetricColumns) -> MetricColumns:
+    """`part` without the series it has no point of (another kind's, or refused)."""
+    present = np.zeros(len(part.series_ids), bool)
+    present[part.point_series.to_numpy()] = True
+    if present.all():
+        return part
+    used = np.flatnonzero(present)
+    position = np.full(len(part.series_ids), -1, np.int32)
+    position[used] = np.arange(len(used), dtype=np.int32)
+    streams, series_stream = series_subset(part.streams, part.series_stream, used)
+    return part._replace(
+        streams=streams,
+        series_stream=series_stream,
+        attributes=[part.attributes[i] for i in used.tolist()],
+        series_ids=part.series_ids[used],
+        point_series=pa.array(position).take(part.point_series),
+    )
+
+
+def _streams(labels: list[_Labels], families: dict[str, tuple[int, str, str]]
+             ) -> tuple[list[MetricStream], np.ndarray, np.ndarray]:
+    """The distinct streams the request's metadata makes of `labels`, each series'
+    index into them and each series' kind."""
+    numbers: dict[tuple[str, str, str], int] = {}
+    streams, kinds = [], []
     series_stream, series_kind = [], []
     for series in labels:
         skey = (series.name, series.job, series.instance)
-        hit = streams.get(skey)
-        if hit is None:
-            hit = streams[skey] = _stream(series.name, families, series.stream.resource)
-        series_stream.append(hit[0])
-        series_kind.append(hit[1])
-    return series_stream, series_kind
+        number = numbers.get(skey)
+        if number is None:
+            resource = _cache.streams[series.stream_number].resource
+            stream, kind = _stream(series.name, families, resource)
+            number = numbers[skey] = len(streams)
+            streams.append(stream)
+            kinds.append(kind)
+        series_stream.append(number)
+        series_kind.append(kinds[number])
+    return streams, np.array(series_stream, np.int32), np.array(series_kind, np.int8)

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from koban.model import Batch, Resource
+from koban.sorted_ids import IdMap
 from koban.store.columns import keep_series, metric_series, series_ids, series_ids_by_metric, series_point_counts
 
 METRIC_FIELDS = ("gauges", "sums", "histograms", "exp_histograms", "summaries")
@@ -200,39 +201,29 @@ def _resource_key(resource: Resource) -> int:
 
 
 class SeenIds:
-    """Series ids with the time each was last seen, as sorted arrays: a request's few
-    thousand ids are looked up and stamped in C."""
+    """Series ids with the time each was last seen (`IdMap`): a request's few thousand
+    ids are looked up and stamped in C."""
 
     def __init__(self) -> None:
-        self._ids = np.empty(0, np.uint64)  # sorted, distinct
-        self._seen = np.empty(0, np.float64)
+        self._seen = IdMap(np.float64)
 
     def stamp_if_all_known(self, ids: np.ndarray, now: float) -> bool:
         """Stamp `ids` as seen `now` and return True when every one is known; False
         (stamping nothing) otherwise."""
-        if not len(self._ids):
+        if not len(self._seen):
             return not len(ids)
-        ids = np.sort(ids)  # sorted needles: each search starts where the last ended
-        at = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-        if not np.array_equal(self._ids[at], ids):
+        at, found = self._seen.find(ids)
+        if not found.all():
             return False
-        self._seen[at] = now
+        self._seen.values[at] = now
         return True
 
     def add(self, ids: np.ndarray, now: float) -> None:
         """Know `ids` (known or not), seen `now`."""
-        if not len(ids):
-            return
-        merged = np.concatenate([self._ids, ids])
-        seen = np.concatenate([self._seen, np.full(len(ids), now)])
-        order = np.argsort(merged, kind="stable")  # an id added again: its new time last
-        merged, seen = merged[order], seen[order]
-        last = np.append(merged[1:] != merged[:-1], True)
-        self._ids, self._seen = merged[last], seen[last]
+        self._seen.update(ids, np.full(len(ids), now))
 
     def forget(self, ids: np.ndarray) -> None:
-        kept = ~np.isin(self._ids, ids)
-        self._ids, self._seen = self._ids[kept], self._seen[kept]
+        self._seen.discard(ids)
 
     def as_dict(self) -> dict[int, float]:
-        return dict(zip(self._ids.tolist(), self._seen.tolist()))
+        return dict(zip(self._seen.ids.tolist(), self._seen.values.tolist()))

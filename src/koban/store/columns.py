@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from koban.model import Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope
+from koban.model import Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope, series_subset
 from koban.store import schema
 from koban.store.series_catalogue import SeriesCatalogue
 
@@ -160,14 +160,15 @@ def prepare_metrics(batch: Batch) -> Batch:
 def metric_series(columns: MetricColumns | PreparedMetrics) -> tuple[list[str], list[int]]:
     """The metric name and series id of each series of `columns` (for the series cap)."""
     if isinstance(columns, MetricColumns):
-        return [s.name for s in columns.streams], columns.series_ids
+        names = [s.name for s in columns.streams]
+        return [names[i] for i in columns.series_stream.tolist()], columns.series_ids.tolist()
     return _series_names(columns).to_pylist(), columns.series.column("SeriesId").to_pylist()
 
 
 def series_ids(columns: MetricColumns | PreparedMetrics) -> np.ndarray:
     """The series id of each series of `columns` (uint64)."""
     if isinstance(columns, MetricColumns):
-        return np.asarray(columns.series_ids, np.uint64)
+        return columns.series_ids
     return columns.series.column("SeriesId").to_numpy()
 
 
@@ -180,8 +181,8 @@ def series_ids_by_metric(columns: MetricColumns | PreparedMetrics) -> list[tuple
     """The series ids of `columns` grouped by metric name (grouped in C when prepared)."""
     if isinstance(columns, MetricColumns):
         groups: dict[str, list[int]] = {}
-        for stream, series_id in zip(columns.streams, columns.series_ids):
-            groups.setdefault(stream.name, []).append(series_id)
+        for name, series_id in zip(*metric_series(columns)):
+            groups.setdefault(name, []).append(series_id)
         return list(groups.items())
     ids = pa.table({"name": _series_names(columns), "id": columns.series.column("SeriesId")})
     grouped = ids.group_by("name").aggregate([("id", "list")])
@@ -191,7 +192,7 @@ def series_ids_by_metric(columns: MetricColumns | PreparedMetrics) -> list[tuple
 def series_point_counts(columns: MetricColumns | PreparedMetrics) -> list[int]:
     """How many points each series of `columns` has."""
     if isinstance(columns, MetricColumns):
-        rows, counts = columns.point_series, [0] * len(columns.streams)
+        rows, counts = columns.point_series, [0] * len(columns.series_ids)
     else:
         rows, counts = columns.points.column("Series"), [0] * columns.series.num_rows
     for item in pc.value_counts(rows).to_pylist():
@@ -205,12 +206,13 @@ def keep_series(columns: MetricColumns | PreparedMetrics, kept: list[bool]) -> M
     position = pa.array(list(accumulate(kept, initial=-1))[1:], pa.int32())  # new row of a kept series
     if isinstance(columns, MetricColumns):
         point_mask = mask.take(columns.point_series)
-        rows = [i for i, k in enumerate(kept) if k]
+        rows = np.flatnonzero(kept)
+        streams, series_stream = series_subset(columns.streams, columns.series_stream, rows)
         return columns._replace(
-            streams=[columns.streams[i] for i in rows],
-            attributes=[columns.attributes[i] for i in rows],
-            keys=[columns.keys[i] for i in rows],
-            series_ids=[columns.series_ids[i] for i in rows],
+            streams=streams,
+            series_stream=series_stream,
+            attributes=[columns.attributes[i] for i in rows.tolist()],
+            series_ids=columns.series_ids[rows],
             point_series=position.take(columns.point_series.filter(point_mask)),
             time_ns=columns.time_ns.filter(point_mask),
             values=columns.values.filter(point_mask),
@@ -225,16 +227,16 @@ def _prepared(columns: MetricColumns | PreparedMetrics) -> PreparedMetrics:
         return columns
     table = schema.SUM if columns.aggregation_temporality else schema.GAUGE
     types = _SCHEMAS[table]
-    streams = _distinct(columns.streams)
-    resources = _distinct([s.resource for s in streams.distinct])
-    scopes = _distinct([s.scope for s in streams.distinct])
+    streams = columns.streams  # distinct already
+    resources = _distinct([s.resource for s in streams])
+    scopes = _distinct([s.scope for s in streams])
 
     def of_owners(owners: _Owners, field: Callable[[Any], Any], name: str) -> pa.Array:
         values = pa.array(list(map(field, owners.distinct)), types.field(name).type)
         return values if owners.indices is None else values.take(owners.indices)
 
     def of_streams(field: Callable[[Any], Any], name: str) -> pa.Array:
-        return pa.array(list(map(field, streams.distinct)), types.field(name).type)
+        return pa.array(list(map(field, streams)), types.field(name).type)
 
     stream_columns = {
         "ResourceAttributes": _repeated_maps(resources),
@@ -249,10 +251,8 @@ def _prepared(columns: MetricColumns | PreparedMetrics) -> PreparedMetrics:
         "MetricDescription": of_streams(_DESCRIPTION, "MetricDescription"),
         "MetricUnit": of_streams(_UNIT, "MetricUnit"),
     }
-    stream_of_series = streams.indices
-    if stream_of_series is None:
-        stream_of_series = pa.array(range(len(columns.streams)), pa.int32())
-    series = _SERIES_CATALOGUE.rows(columns.attributes, columns.keys, columns.series_ids)
+    stream_of_series = pa.array(columns.series_stream, pa.int32())
+    series = _SERIES_CATALOGUE.rows(columns.attributes, columns.series_ids)
     points = {"Series": columns.point_series, "TimeUnix": columns.time_ns, "Value": columns.values}
     return PreparedMetrics(
         table, _arrow_table(stream_columns), series.add_column(0, "Stream", stream_of_series), _arrow_table(points),
@@ -260,7 +260,7 @@ def _prepared(columns: MetricColumns | PreparedMetrics) -> PreparedMetrics:
     )
 
 
-def _series_rows(attributes: list[Any], series_ids: list[int]) -> pa.Table:
+def _series_rows(attributes: list[Any], series_ids: np.ndarray) -> pa.Table:
     """PreparedMetrics.series without its "Stream" column."""
     return _arrow_table({
         "Attributes": _maps(attributes),
