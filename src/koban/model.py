@@ -18,6 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
+import hashlib
 from itertools import accumulate, chain, repeat
 from operator import add
 from typing import Any, NamedTuple
@@ -286,7 +287,8 @@ class MetricColumns(NamedTuple):
     `streams` are distinct; series i has stream `streams[series_stream[i]]`,
     `attributes[i]` and `series_ids[i]`, a 64-bit hash of its labels, the same in every
     process: the series cap counts by it, and the ingest policy and the store's series
-    catalogue remember a series by it (equal ids mean equal attributes and streams).
+    catalogue remember a series by it, so equal ids must mean equal attributes (the
+    policy gives a series whose attributes it cleans another id).
     Point j belongs to series `point_series[j]`. The per-series columns are numpy
     arrays (int32, uint64), the point columns pyarrow arrays (int32, int64 nanoseconds,
     float64), to keep both out of Python objects. `aggregation_temporality` 0 means
@@ -317,6 +319,16 @@ class MetricColumns(NamedTuple):
             return [GaugePoint(streams[i], attributes[i], 0, t, v) for i, t, v in rows]
         temporality, monotonic = self.aggregation_temporality, self.is_monotonic
         return [SumPoint(streams[i], attributes[i], 0, t, v, temporality, monotonic) for i, t, v in rows]
+
+
+def attributes_hash(attributes: dict[str, str]) -> int:
+    """A 64-bit digest of an attribute map's content, the same in every process and
+    release (blake2b of its sorted items): part of a series' identity in the DuckDB
+    store's points tables (store/duckdb_points.py) and of the id of a series whose
+    attributes the ingest policy cleaned (ingest/guard.py). Built once per series per
+    process (the series catalogue keeps it), so its cost does not recur per sample."""
+    text = "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(attributes.items()))
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def series_subset(streams: list[MetricStream], series_stream: Any, rows: Any) -> tuple[list[MetricStream], Any]:

@@ -177,6 +177,24 @@ def test_scrubbing_and_limits_apply_to_label_values_in_every_request():
         assert (guarded.scrubbed, guarded.values_truncated) == ({"sensitive_key": 1}, 1)
 
 
+def test_a_series_the_policy_cleans_gets_another_id_and_its_own_stored_row():
+    payload = request(({"__name__": "logins", "db_password": "hunter2"}, [(1.0, T_MS)]),
+                      ({"__name__": "logins", "db_password": ""}, [(1.0, T_MS)]))
+    masking = IngestPolicy(DEFAULT_RULES)
+
+    raw = prepare_metrics(apply_policy(IngestPolicy(), prom_remote_write.decode(payload, 0)).batch)
+    cleaned = [prepare_metrics(apply_policy(masking, prom_remote_write.decode(payload, 0)).batch) for _ in range(2)]
+
+    # the same series in the same process, first as sent, then masked: the masked one
+    # has an id of its own (the same in every request), and its row is not the raw one
+    raw_ids, *cleaned_ids = (b.metric_columns[0].series.column("SeriesId").to_pylist() for b in (raw, *cleaned))
+    assert cleaned_ids[0] == cleaned_ids[1]
+    assert cleaned_ids[0][0] != raw_ids[0] and cleaned_ids[0][1] == raw_ids[1]  # the empty label is not a secret
+    stored = [rows(batch_to_arrow(b))["otel_metrics_gauge"][1] for b in (raw, *cleaned)]
+    assert "hunter2" in stored[0][0] + stored[0][1]
+    assert stored[1] == stored[2] and "hunter2" not in "".join(stored[1]) and "[REDACTED]" in "".join(stored[1])
+
+
 _label_names = st.sampled_from(["__name__", "job", "instance", "pod", "le", "zone"])
 _label_values = st.sampled_from(["", "up", "api", "h:1", "0.5", "é€", "http_requests_total", "rpc_seconds_sum"])
 _values = st.one_of(st.floats(allow_nan=True), st.just(0.0), st.just(STALE))

@@ -116,10 +116,10 @@ def test_a_series_sent_again_is_stored_once(store):
 
 def test_a_series_whose_stream_or_attributes_differ_is_a_new_series(store):
     store.write(Batch(metric_columns=(scrape(T0),)), 1)
-    # the same labels (same series id) with other attributes, as after a new scrub rule; and
-    # the same labels with a description, as after Prometheus sent the metadata
+    # the same labels with other attributes, as after a new scrub rule (which gives the
+    # series another id); and the same labels with a description, as after Prometheus
+    # sent the metadata
     masked = per_series([(CPU_A, {"mode": "****"})], [(0, T0 + S, 5.0)])
-    masked = masked._replace(series_ids=scrape(T0).series_ids[:1])
     described = per_series([(CPU_A._replace(description="CPU time"), {"mode": "idle"})], [(0, T0 + 2 * S, 6.0)])
     store.write(Batch(metric_columns=(masked, described)), 2)
     assert count(store, schema.METRIC_POINT_SERIES) == 5

@@ -19,7 +19,7 @@ import numpy as np
 
 from koban.ingest import decode
 from koban.ingest.scrub import BODY, Rule, Scrubber, compile_rules
-from koban.model import Attributes, Batch, LogColumns, MetricColumns, Resource
+from koban.model import Attributes, Batch, LogColumns, MetricColumns, Resource, attributes_hash
 from koban.sorted_ids import IdMap
 
 
@@ -85,6 +85,17 @@ def apply_policy(policy: IngestPolicy, batch: Batch) -> Guarded:
 # seen again is not looked at again (remote write resends every series every scrape).
 _unchanged_series: dict[IngestPolicy, IdMap] = {}
 _MAX_UNCHANGED = 200_000
+
+
+def _cleaned_ids(series_ids: np.ndarray, attributes: list[Attributes], same: np.ndarray) -> np.ndarray:
+    """`series_ids` with the id of each series whose attributes were cleaned (not
+    `same`) mixed with a digest of what they became: equal MetricColumns ids must mean
+    equal attributes (the store's series catalogue relies on it), and a series keeps
+    one id as long as the policy cleans it the same way (the series cap counts by it)."""
+    ids = series_ids.copy()
+    for i in np.flatnonzero(~same).tolist():
+        ids[i] = int(ids[i]) ^ attributes_hash(attributes[i])
+    return ids
 
 
 class _Guard:
@@ -252,19 +263,21 @@ class _Guard:
     def metric_columns(self, c):
         if not isinstance(c, MetricColumns):
             return c  # already prepared for the store
-        attrs = c.attributes
-        if not self.unchanged.find(c.series_ids)[1].all():
+        attrs, ids = c.attributes, c.series_ids
+        if not self.unchanged.find(ids)[1].all():
             attrs = self.dicts(attrs)
             if len(self.unchanged) >= _MAX_UNCHANGED:
                 self.unchanged.clear()
             # only series that came out as they were: the others are cleaned (and counted) each time
             same = np.fromiter(map(operator.is_, attrs, c.attributes), bool, len(attrs))
-            self.unchanged.update(c.series_ids[same], same[same])
+            self.unchanged.update(ids[same], same[same])
+            if not same.all():
+                ids = _cleaned_ids(ids, attrs, same)
         resources = self.resources([s.resource for s in c.streams])  # the streams are distinct
         if all(map(operator.is_, resources, (s.resource for s in c.streams))):
-            return c._replace(attributes=attrs)
+            return c._replace(attributes=attrs, series_ids=ids)
         streams = [s if r is s.resource else s._replace(resource=r) for s, r in zip(c.streams, resources)]
-        return c._replace(streams=streams, attributes=attrs)
+        return c._replace(streams=streams, attributes=attrs, series_ids=ids)
 
     def points(self, points):
         if not points:

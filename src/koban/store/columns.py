@@ -15,7 +15,6 @@ and then repeated (or, for DuckDB, dictionary-encoded).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence, Sized
 from itertools import accumulate, chain
 from operator import attrgetter
@@ -25,7 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from koban.model import Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope, series_subset
+from koban.model import (
+    Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope, attributes_hash, series_subset,
+)
 from koban.store import schema
 from koban.store.series_catalogue import SeriesCatalogue
 
@@ -267,15 +268,6 @@ def _series_rows(attributes: list[Any], series_ids: np.ndarray) -> pa.Table:
         "AttributesHash": pa.array(list(map(attributes_hash, attributes)), pa.uint64()),
         "SeriesId": pa.array(series_ids, pa.uint64()),
     })
-
-
-def attributes_hash(attributes: dict[str, str]) -> int:
-    """A 64-bit digest of an attribute map's content, the same in every process and
-    release (blake2b of its sorted items): part of a series' identity in the DuckDB
-    store's points tables (store/duckdb_points.py). Built once per series per process
-    (the series catalogue keeps it), so its cost does not recur per sample."""
-    text = "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(attributes.items()))
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 _SERIES_CATALOGUE = SeriesCatalogue(_series_rows)
