@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koban.model import EMPTY_SCOPE, Batch, GaugePoint, MetricStream, Resource
+from koban.model import EMPTY_SCOPE, Batch, GaugePoint, MetricColumns, MetricStream, Resource
 from koban.pipeline.limits import TOO_MANY_METRICS, Offender, SeenIds, SeriesLimiter
 
 WEB = Resource("web", {"service.name": "web"})
@@ -72,11 +72,16 @@ def test_zero_means_no_cap():
 
 
 def _remote_write(metric: str, *pods: str, samples: int = 1) -> Batch:
+    return _remote_write_series([(metric, pod) for pod in pods], samples)
+
+
+def _remote_write_series(series: list[tuple[str, str]], samples: int = 1) -> Batch:
+    """A remote write request of `series` (metric, pod), decoded: MetricColumns."""
     from koban.ingest import prom_remote_write
 
     req = prom_remote_write.MESSAGES["WriteRequest"]()
     for step in range(samples):
-        for pod in pods:
+        for metric, pod in series:
             ts = req.timeseries.add()
             ts.labels.add(name="__name__", value=metric)
             ts.labels.add(name="pod", value=pod)
@@ -138,8 +143,43 @@ def test_a_column_series_sent_again_stays_remembered_past_its_first_idle_window(
     assert limiter.tracked_series == 1
 
 
+_series = st.tuples(st.sampled_from(["m1", "m2", "m3"]), st.sampled_from(["a", "b", "c", "d", "e"]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(_series, min_size=1, max_size=10), min_size=1, max_size=6), st.booleans(), st.integers(1, 2))
+def test_columns_are_capped_as_the_same_points_one_by_one_would_be(requests, prepared, samples):
+    # several metrics per request, some over the cap, one past the number of metrics
+    # tracked: the columns' path (grouped by metric, the known series in one lookup)
+    # keeps and counts what the per-point path does with the same points
+    from koban.store.columns import prepare_metrics
+
+    by_columns, by_points = SeriesLimiter(3, max_metrics=2), SeriesLimiter(3, max_metrics=2)
+    for series in requests:
+        batch = _remote_write_series(series, samples)
+        kept = by_columns.admit(prepare_metrics(batch) if prepared else batch)
+        expected = by_points.admit(batch.with_metric_points())
+
+        assert _metric_points(kept) == _metric_points(expected)
+        assert by_columns.top() == by_points.top()
+
+
+def _metric_points(batch: Batch) -> list[tuple[str, str]]:
+    """(metric, pod) of each metric point of `batch`, sorted: points, MetricColumns or
+    prepared columns alike."""
+    out = [(p.stream.name, p.attributes["pod"]) for p in batch.gauges]
+    for c in batch.metric_columns:
+        if isinstance(c, MetricColumns):
+            out += [(p.stream.name, p.attributes["pod"]) for p in c.points()]
+        else:
+            names = c.streams.column("MetricName").take(c.series.column("Stream")).to_pylist()
+            pods = [dict(a)["pod"] for a in c.series.column("Attributes").to_pylist()]
+            out += [(names[i], pods[i]) for i in c.points.column("Series").to_pylist()]
+    return sorted(out)
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["add", "stamp", "forget"]),
+@given(st.lists(st.tuples(st.sampled_from(["add", "stamp", "stamp known", "forget"]),
                           st.lists(st.integers(0, 12), max_size=6)), max_size=12))
 def test_seen_ids_answer_as_a_dict_of_last_seen_times_would(steps):
     seen, model = SeenIds(), {}
@@ -148,6 +188,9 @@ def test_seen_ids_answer_as_a_dict_of_last_seen_times_would(steps):
         if op == "add":
             seen.add(array, float(now))
             model.update(dict.fromkeys(ids, float(now)))
+        elif op == "stamp known":
+            assert seen.stamp_known(array, float(now)).tolist() == [i in model for i in ids]
+            model.update(dict.fromkeys((i for i in ids if i in model), float(now)))
         elif op == "stamp":
             known = all(i in model for i in ids)
             assert seen.stamp_if_all_known(array, float(now)) == known

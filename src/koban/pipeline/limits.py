@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import operator
 import threading
+from itertools import compress
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -35,7 +36,7 @@ import numpy as np
 
 from koban.model import Batch, Resource
 from koban.sorted_ids import IdMap
-from koban.store.columns import keep_series, metric_series, series_ids, series_ids_by_metric, series_point_counts
+from koban.store.columns import keep_series, series_by_metric, series_ids, series_point_counts
 
 METRIC_FIELDS = ("gauges", "sums", "histograms", "exp_histograms", "summaries")
 TOO_MANY_METRICS = "(too many metric names)"
@@ -121,22 +122,28 @@ class SeriesLimiter:
         seen = self._column_seen
         if seen.stamp_if_all_known(every_id, now):  # the usual case: all admitted before
             return columns
-        if all(self._admit_known(name, ids, now) for name, ids in series_ids_by_metric(columns)):
+        if all(self._admit_known(name, every_id[rows].tolist(), now) for name, rows in series_by_metric(columns)):
             seen.add(every_id, now)
             return columns  # room for the new ones
-        names, ids = metric_series(columns)
-        refused: dict[int, str] = {}  # series -> what its dropped points count under
-        for i, (name, key) in enumerate(zip(names, ids)):
-            refusal = self._refusal(name, key, now)
-            if refusal is not None:
-                refused[i] = refusal
-        seen.add(every_id[[i not in refused for i in range(len(ids))]], now)
-        if not refused:
+        # some metric is over its cap: only the series not admitted before are looked at,
+        # a metric at a time, and the drops are counted once per metric
+        known = seen.stamp_known(every_id, now)
+        refused = np.zeros(len(every_id), bool)
+        dropped: dict[str, list[np.ndarray]] = {}  # what dropped points count under -> refused rows
+        for name, rows in series_by_metric(columns, np.flatnonzero(~known)):
+            refused_here, counted_under = self._refused(name, every_id[rows].tolist(), now)
+            if refused_here.any():
+                refused[rows[refused_here]] = True
+                dropped.setdefault(counted_under, []).append(rows[refused_here])
+        seen.add(every_id[~refused & ~known], now)
+        if not refused.any():
             return columns
         counts = series_point_counts(columns)
-        for i, metric in refused.items():
-            self._count_drop(metric, counts[i])
-        return keep_series(columns, [i not in refused for i in range(len(names))])
+        # counted in the order their first refused series comes, as points one by one
+        # are: the offenders table is capped, so the order decides who is in it
+        for metric, rows in sorted(dropped.items(), key=lambda item: min(r[0] for r in item[1])):
+            self._count_drop(metric, int(counts[np.concatenate(rows)].sum()))
+        return keep_series(columns, ~refused)
 
     def _admit_known(self, name: str, ids: list[int], now: float) -> bool:
         """Notes series `ids` of metric `name` as seen and returns True when each is
@@ -146,6 +153,19 @@ class SeriesLimiter:
             return False
         series.update(dict.fromkeys(ids, now))
         return True
+
+    def _refused(self, name: str, ids: list[int], now: float) -> tuple[np.ndarray, str]:
+        """Notes those of series `ids` of metric `name` that are admitted as seen; returns
+        which are refused and the name their dropped points count under."""
+        series = self._series.get(name)
+        if series is not None and len(series) >= self.max_series:
+            # full, as it stays once a metric's series outgrow the cap: only its own pass
+            inside = np.fromiter(map(series.__contains__, ids), bool, len(ids))
+            for key in compress(ids, inside):
+                series[key] = now
+            return ~inside, name
+        refusals = [self._refusal(name, key, now) for key in ids]
+        return np.array([r is not None for r in refusals], bool), next(filter(None, refusals), name)
 
     def _refusal(self, name: str, key: int, now: float) -> str | None:
         """None when series `key` of metric `name` is admitted (and noted); otherwise
@@ -217,6 +237,12 @@ class SeenIds:
             return False
         self._seen.values[at] = now
         return True
+
+    def stamp_known(self, ids: np.ndarray, now: float) -> np.ndarray:
+        """Stamp those of `ids` that are known as seen `now`; returns which were."""
+        at, found = self._seen.find(ids)
+        self._seen.values[at[found]] = now
+        return found
 
     def add(self, ids: np.ndarray, now: float) -> None:
         """Know `ids` (known or not), seen `now`."""

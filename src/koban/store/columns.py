@@ -158,14 +158,6 @@ def prepare_metrics(batch: Batch) -> Batch:
     return batch._replace(metric_columns=tuple(map(_prepared, batch.metric_columns)))
 
 
-def metric_series(columns: MetricColumns | PreparedMetrics) -> tuple[list[str], list[int]]:
-    """The metric name and series id of each series of `columns` (for the series cap)."""
-    if isinstance(columns, MetricColumns):
-        names = [s.name for s in columns.streams]
-        return [names[i] for i in columns.series_stream.tolist()], columns.series_ids.tolist()
-    return _series_names(columns).to_pylist(), columns.series.column("SeriesId").to_pylist()
-
-
 def series_ids(columns: MetricColumns | PreparedMetrics) -> np.ndarray:
     """The series id of each series of `columns` (uint64)."""
     if isinstance(columns, MetricColumns):
@@ -173,38 +165,41 @@ def series_ids(columns: MetricColumns | PreparedMetrics) -> np.ndarray:
     return columns.series.column("SeriesId").to_numpy()
 
 
-def _series_names(columns: PreparedMetrics) -> pa.ChunkedArray:
-    """The metric name of each series of `columns`."""
-    return columns.streams.column("MetricName").take(columns.series.column("Stream"))
-
-
-def series_ids_by_metric(columns: MetricColumns | PreparedMetrics) -> list[tuple[str, list[int]]]:
-    """The series ids of `columns` grouped by metric name (grouped in C when prepared)."""
+def series_by_metric(columns: MetricColumns | PreparedMetrics, rows: np.ndarray | None = None
+                     ) -> list[tuple[str, np.ndarray]]:
+    """The series of `columns` (or only those at `rows`) grouped by metric name: (name,
+    their indices, ascending), the metrics in the order their first series comes.
+    Grouped in numpy: the names are looked at once per stream."""
     if isinstance(columns, MetricColumns):
-        groups: dict[str, list[int]] = {}
-        for name, series_id in zip(*metric_series(columns)):
-            groups.setdefault(name, []).append(series_id)
-        return list(groups.items())
-    ids = pa.table({"name": _series_names(columns), "id": columns.series.column("SeriesId")})
-    grouped = ids.group_by("name").aggregate([("id", "list")])
-    return list(zip(grouped.column("name").to_pylist(), grouped.column("id_list").to_pylist()))
+        stream_names, series_stream = [s.name for s in columns.streams], columns.series_stream
+    else:
+        stream_names = columns.streams.column("MetricName").to_pylist()
+        series_stream = columns.series.column("Stream").combine_chunks().to_numpy()
+    code_of: dict[str, int] = {}
+    stream_code = np.array([code_of.setdefault(name, len(code_of)) for name in stream_names], np.int64)
+    rows = np.arange(len(series_stream)) if rows is None else rows
+    if not len(rows):
+        return []
+    codes = stream_code[series_stream[rows]]
+    order = np.argsort(codes, kind="stable")
+    names = list(code_of)
+    groups = sorted(np.split(order, np.flatnonzero(np.diff(codes[order])) + 1), key=lambda group: group[0])
+    return [(names[codes[group[0]]], rows[group]) for group in groups]
 
 
-def series_point_counts(columns: MetricColumns | PreparedMetrics) -> list[int]:
+def series_point_counts(columns: MetricColumns | PreparedMetrics) -> np.ndarray:
     """How many points each series of `columns` has."""
     if isinstance(columns, MetricColumns):
-        rows, counts = columns.point_series, [0] * len(columns.series_ids)
+        rows, series = columns.point_series, len(columns.series_ids)
     else:
-        rows, counts = columns.points.column("Series"), [0] * columns.series.num_rows
-    for item in pc.value_counts(rows).to_pylist():
-        counts[item["values"]] = item["counts"]
-    return counts
+        rows, series = columns.points.column("Series").combine_chunks(), columns.series.num_rows
+    return np.bincount(rows.to_numpy(), minlength=series)
 
 
-def keep_series(columns: MetricColumns | PreparedMetrics, kept: list[bool]) -> MetricColumns | PreparedMetrics:
-    """`columns` with only the series whose `kept` is true, and their points."""
+def keep_series(columns: MetricColumns | PreparedMetrics, kept: np.ndarray) -> MetricColumns | PreparedMetrics:
+    """`columns` with only the series where `kept` (a numpy bool array), and their points."""
     mask = pa.array(kept, pa.bool_())
-    position = pa.array(list(accumulate(kept, initial=-1))[1:], pa.int32())  # new row of a kept series
+    position = pa.array(np.cumsum(kept, dtype=np.int32) - 1)  # new row of a kept series
     if isinstance(columns, MetricColumns):
         point_mask = mask.take(columns.point_series)
         rows = np.flatnonzero(kept)
