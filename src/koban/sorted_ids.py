@@ -28,15 +28,22 @@ class IdMap:
         return positions, self.ids[positions] == ids
 
     def update(self, ids: np.ndarray, values: np.ndarray) -> None:
-        """Set `ids` to `values` (an id given twice: its last value)."""
+        """Set `ids` to `values` (an id given twice: its last value). The ids not known
+        yet are inserted in place: one pass over the arrays, not a sort of them all (a
+        request often brings a few new series to a map of a hundred thousand)."""
         if not len(ids):
             return
-        merged = np.concatenate([self.ids, ids])
-        merged_values = np.concatenate([self.values, values])
-        order = np.argsort(merged, kind="stable")  # an id set again: its new value last
-        merged, merged_values = merged[order], merged_values[order]
-        last = np.append(merged[1:] != merged[:-1], True)
-        self.ids, self.values = merged[last], merged_values[last]
+        order = np.argsort(ids, kind="stable")
+        ids, values = ids[order], values[order]
+        last = np.append(ids[1:] != ids[:-1], True)
+        ids, values = ids[last], values[last]
+        at, found = self.find(ids)
+        self.values[at[found]] = values[found]
+        if not found.all():
+            new = ~found
+            where = np.searchsorted(self.ids, ids[new])
+            self.ids = np.insert(self.ids, where, ids[new])
+            self.values = np.insert(self.values, where, values[new])
 
     def discard(self, ids: np.ndarray) -> None:
         kept = ~np.isin(self.ids, ids)
