@@ -24,8 +24,9 @@ Mapping (docs/metrics.md, "One naming rule"):
 
 Most requests take a columnar path (`_columns`): a series' labels are read once per
 process and then looked up by their raw bytes, and the samples of the whole request are
-parsed in one protobuf call, giving `MetricColumns` (model.py) instead of a point object
-per sample. It takes a request whose every series is its labels followed by one sample
+read at once in numpy from the last bytes of each series (or, for unusual encodings, in
+one protobuf call), giving `MetricColumns` (model.py) instead of a point object per
+sample. It takes a request whose every series is its labels followed by one sample
 (what Prometheus sends); any other request goes through the per-point path below, which
 gives the same rows.
 
@@ -285,6 +286,13 @@ class _Cache:
     requests, so the stream numbers a request's label sets carry stay valid for it."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def clear_if_full(self) -> None:
+        if len(self.labels) >= _MAX_CACHED:
+            self._reset()
+
+    def _reset(self) -> None:
         self.labels: dict[bytes, _Labels] = {}  # a series' raw label bytes -> its label set
         self.nameless = 0  # label sets in `labels` without a __name__
         # the streams of gauges without metadata, numbered, shared by the label sets (the
@@ -292,10 +300,6 @@ class _Cache:
         self.stream_numbers: dict[tuple[str, str, str], int] = {}  # (name, job, instance) -> number
         self.streams: list[MetricStream] = []
         self.resources: dict[tuple[str, str], Resource] = {}
-
-    def clear_if_full(self) -> None:
-        if len(self.labels) >= _MAX_CACHED:
-            self.__init__()
 
 
 _cache = _Cache()

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import operator
 import threading
-from itertools import compress
 import time
 from collections.abc import Callable
+from itertools import compress
 from typing import NamedTuple
 
 import numpy as np
