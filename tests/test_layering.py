@@ -79,3 +79,15 @@ def test_nothing_but_settings_reads_the_environment():
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
                 readers.append(name)
     assert readers == []
+
+
+def test_the_statsd_reader_processes_import_neither_numpy_nor_pyarrow():
+    # a second StatsD reader (statsd_processes = 2) costs ~31 MiB; numpy alone would add
+    # 16 MiB: what MetricColumns need of it lives in koban.series, not in koban.model
+    import subprocess
+    import sys
+
+    code = ("import sys, koban.receive.statsd_processes, koban.pipeline.statsd_aggregator; "
+            "print(sorted(m for m in ('numpy', 'pyarrow', 'hashlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -18,12 +18,9 @@ Conventions:
 
 from __future__ import annotations
 
-import hashlib
 from itertools import accumulate, chain, repeat
 from operator import add
 from typing import Any, NamedTuple
-
-import numpy as np
 
 Attributes = dict[str, str]
 
@@ -319,23 +316,6 @@ class MetricColumns(NamedTuple):
             return [GaugePoint(streams[i], attributes[i], 0, t, v) for i, t, v in rows]
         temporality, monotonic = self.aggregation_temporality, self.is_monotonic
         return [SumPoint(streams[i], attributes[i], 0, t, v, temporality, monotonic) for i, t, v in rows]
-
-
-def attributes_hash(attributes: dict[str, str]) -> int:
-    """A 64-bit digest of an attribute map's content, the same in every process and
-    release (blake2b of its sorted items): part of a series' identity in the DuckDB
-    store's points tables (store/duckdb_points.py) and of the id of a series whose
-    attributes the ingest policy cleaned (ingest/guard.py). Built once per series per
-    process (the series catalogue keeps it), so its cost does not recur per sample."""
-    text = "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(attributes.items()))
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-
-def series_subset(streams: list[MetricStream], series_stream: Any, rows: Any) -> tuple[list[MetricStream], Any]:
-    """The `streams` and `series_stream` of MetricColumns cut to the series at `rows`
-    (a numpy array of their indices, ascending): only the streams those use, renumbered."""
-    used, renumbered = np.unique(series_stream[rows], return_inverse=True)
-    return [streams[i] for i in used.tolist()], renumbered.astype(np.int32).ravel()
 
 
 class Event(NamedTuple):

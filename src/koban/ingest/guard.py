@@ -19,7 +19,8 @@ import numpy as np
 
 from koban.ingest import decode
 from koban.ingest.scrub import BODY, Rule, Scrubber, compile_rules
-from koban.model import Attributes, Batch, LogColumns, MetricColumns, Resource, attributes_hash
+from koban.model import Attributes, Batch, LogColumns, MetricColumns, Resource
+from koban.series import attributes_hash
 from koban.sorted_ids import IdMap
 
 

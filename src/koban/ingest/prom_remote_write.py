@@ -52,7 +52,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from koban import __version__
 from koban.errors import DecodeError
 from koban.ingest.otlp_values import MAX_TIME_NS, Rejections
-from koban.model import Batch, GaugePoint, MetricColumns, MetricStream, Resource, Scope, SumPoint, series_subset
+from koban.model import Batch, GaugePoint, MetricColumns, MetricStream, Resource, Scope, SumPoint
+from koban.series import only_series
 
 SCOPE = Scope("koban.prometheus.remote_write", __version__)
 DEFAULT_SERVICE = "prometheus"
@@ -484,14 +485,7 @@ def _without_idle_series(part: MetricColumns) -> MetricColumns:
     used = np.flatnonzero(present)
     position = np.full(len(part.series_ids), -1, np.int32)
     position[used] = np.arange(len(used), dtype=np.int32)
-    streams, series_stream = series_subset(part.streams, part.series_stream, used)
-    return part._replace(
-        streams=streams,
-        series_stream=series_stream,
-        attributes=[part.attributes[i] for i in used.tolist()],
-        series_ids=part.series_ids[used],
-        point_series=pa.array(position).take(part.point_series),
-    )
+    return only_series(part, used, pa.array(position).take(part.point_series))
 
 
 def _streams(labels: list[_Labels], families: dict[str, tuple[int, str, str]]

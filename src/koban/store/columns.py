@@ -24,9 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from koban.model import (
-    Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope, attributes_hash, series_subset,
-)
+from koban.model import Batch, Exemplar, LogColumns, LogRecord, MetricColumns, Resource, Scope
+from koban.series import attributes_hash, only_series
 from koban.store import schema
 from koban.store.series_catalogue import SeriesCatalogue
 
@@ -202,16 +201,9 @@ def keep_series(columns: MetricColumns | PreparedMetrics, kept: np.ndarray) -> M
     position = pa.array(np.cumsum(kept, dtype=np.int32) - 1)  # new row of a kept series
     if isinstance(columns, MetricColumns):
         point_mask = mask.take(columns.point_series)
-        rows = np.flatnonzero(kept)
-        streams, series_stream = series_subset(columns.streams, columns.series_stream, rows)
-        return columns._replace(
-            streams=streams,
-            series_stream=series_stream,
-            attributes=[columns.attributes[i] for i in rows.tolist()],
-            series_ids=columns.series_ids[rows],
-            point_series=position.take(columns.point_series.filter(point_mask)),
-            time_ns=columns.time_ns.filter(point_mask),
-            values=columns.values.filter(point_mask),
+        kept_points = position.take(columns.point_series.filter(point_mask))
+        return only_series(columns, np.flatnonzero(kept), kept_points)._replace(
+            time_ns=columns.time_ns.filter(point_mask), values=columns.values.filter(point_mask),
         )
     points = columns.points.filter(mask.take(columns.points.column("Series").combine_chunks()))
     points = points.set_column(0, "Series", position.take(points.column("Series").combine_chunks()))

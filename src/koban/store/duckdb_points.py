@@ -14,7 +14,7 @@ metrics`): half of koban's CPU per remote-written sample. So on DuckDB:
 - A series row holds everything a point of it repeats: MetricTable, the stream's
   columns (resource, scope, service, name, description, unit), Attributes, and for sums
   the temporality and monotonicity. Its identity is SeriesHash, a 64-bit digest of all
-  of those (DuckDB's hash of the stream columns, mixed with columns.attributes_hash of
+  of those (DuckDB's hash of the stream columns, mixed with series.attributes_hash of
   the attributes, which the decode workers keep per series), so a series whose labels
   are cleaned differently (a new scrub rule) is a new series, never an old row with
   the old values. Points carry SeriesRef, a dense number: joins on dense integers are
