@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from _server import PeakRss, free_port
+from _server import PeakRss, free_port, stop_process
 
 CONFIG = """\
 global:
@@ -72,13 +72,7 @@ class PrometheusServer:
         raise RuntimeError(f"prometheus did not become ready within 60 s:\n{self.output_tail()}")
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.rss is not None:
             self.rss.stop()
         if self.proc is not None:

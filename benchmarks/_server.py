@@ -79,6 +79,17 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class KobanServer:
     """`koban serve` with a temporary data directory (unless given), the JSON API and
     OTLP/HTTP on one free port, every other listener off. Use as a context manager."""
@@ -138,13 +149,7 @@ class KobanServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 30 s; removes the temporary data directory."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.rss is not None:
             self.rss.stop()
         if self.proc is not None:
