@@ -23,6 +23,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _PortTaken(Exception):
+    """koban serve exited because one of its ports was taken."""
+
+
 class KobanServer:
     """One `koban serve` process. `start()` waits for /api/health; `kill()` is kill -9."""
 
@@ -46,6 +50,17 @@ class KobanServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> KobanServer:
+        """Start and wait for /api/health. A port picked free can be taken by another
+        process before koban binds it (an outgoing connection gets an ephemeral port from
+        the same range): then new ports are picked and koban started again, twice at most."""
+        for _ in range(2):
+            try:
+                return self._start(timeout_s)
+            except _PortTaken:
+                self.port, self.grpc_port = free_port(), free_port()
+        return self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> KobanServer:
         args = [
             sys.executable, "-m", "koban.cli", "serve",
             "--data-dir", str(self.data_dir),
@@ -68,11 +83,15 @@ class KobanServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KOBAN_")}
         env.update(self.extra_env)
         log = open(self.log_path, "ab")
+        logged_before = log.tell()
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                output = self.log_path.read_bytes()[logged_before:].decode(errors="replace")
+                if "address already in use" in output.lower():
+                    raise _PortTaken
                 raise RuntimeError(f"koban serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
