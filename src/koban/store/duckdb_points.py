@@ -168,12 +168,23 @@ def _stream_hashes(con: duckdb.DuckDBPyConnection, streams: pa.Table) -> np.ndar
     """DuckDB's hash of each stream row (a few hundred per request: the maps are hashed
     once per stream, not once per sample)."""
     columns = ", ".join(_q(name) for name in streams.column_names)
-    numbered = streams.append_column("i", pa.array(range(streams.num_rows), pa.int64()))
-    # the store does not keep insertion order (store/duckdb.py), so rows say where they go
-    hashed = con.from_arrow(numbered).project(f"i, hash({columns}) AS h").to_arrow_table()
+    rows, hashed = _per_row(con, streams, f"SELECT i, hash({columns}) FROM {_NEW}")
     out = np.empty(streams.num_rows, np.uint64)
-    out[np.asarray(hashed.column(0).combine_chunks())] = np.asarray(hashed.column(1).combine_chunks())
+    out[rows] = hashed
     return out
+
+
+def _per_row(con: duckdb.DuckDBPyConnection, data: pa.Table, sql: str, params: dict | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Run `sql` over `data` registered as _NEW with each row's number added as column
+    `i`, and return the answer's first two columns (that number, one value). The store
+    does not keep insertion order (store/duckdb.py), so rows say where they go."""
+    con.register(_NEW, data.append_column("i", pa.array(range(data.num_rows), pa.int64())))
+    try:
+        found = con.sql(sql, params=params).to_arrow_table()
+    finally:
+        con.unregister(_NEW)
+    return np.asarray(found.column(0).combine_chunks()), np.asarray(found.column(1).combine_chunks())
 
 
 def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -191,19 +202,15 @@ def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _refs(con: duckdb.DuckDBPyConnection, table: str, hashes: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The SeriesRef of each of `hashes` (distinct; 0 for a series not stored), and
     whether each is stored."""
-    con.register(_NEW, pa.table({"i": pa.array(range(len(hashes)), pa.int64()), "h": hashes}))
-    try:
-        found = con.sql(
-            f"SELECT n.i, s.{_q('SeriesRef')} FROM {_NEW} n JOIN {SERIES} s"
-            f" ON s.{_q('SeriesHash')} = n.h AND s.{_q('MetricTable')} = $t",
-            params={"t": table},
-        ).to_arrow_table()
-    finally:
-        con.unregister(_NEW)
+    rows, found = _per_row(
+        con, pa.table({"h": hashes}),
+        f"SELECT n.i, s.{_q('SeriesRef')} FROM {_NEW} n JOIN {SERIES} s"
+        f" ON s.{_q('SeriesHash')} = n.h AND s.{_q('MetricTable')} = $t",
+        {"t": table},
+    )
     refs = np.zeros(len(hashes), np.uint32)
     known = np.zeros(len(hashes), np.bool_)
-    rows = np.asarray(found.column(0).combine_chunks())
-    refs[rows] = np.asarray(found.column(1).combine_chunks())
+    refs[rows] = found
     known[rows] = True
     return refs, known
 
