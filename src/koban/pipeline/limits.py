@@ -14,13 +14,15 @@ stuck at its cap forever. The count starts empty at each start: series stored be
 a restart count again only when they are seen again.
 
 Points held per series (`Batch.metric_columns`, from Prometheus remote write) are
-admitted a series at a time, before their rows are expanded; such a series is known by
-the stable hash of its labels its decoder gives (`series_ids`), so the same labels sent
-by remote write and by another protocol count as two series. Those hashes name the
-metric too, so a request whose series were all admitted before is recognised by a
-sorted-array lookup of all of them at once (`SeenIds`), without grouping them by
-metric: that grouping was the writer's largest cost per remote write sample after the
-store, and Python sets of 5,000 ids cost about as much.
+admitted by series, before their rows are expanded; such a series is known by its
+MetricColumns id (a stable hash of its labels, mixed with its cleaned attributes when
+the ingest policy changed them), so the same labels sent by remote write and by another
+protocol count as two series. Those ids name the metric too, so a request whose series
+were all admitted before is recognised by a sorted-array lookup of all of them at once
+(`SeenIds`), without grouping them by metric: that grouping was the writer's largest
+cost per remote write sample after the store, and Python sets of 5,000 ids cost about
+as much. When a metric is over its cap, only the series not admitted before are
+grouped by metric and looked at.
 """
 
 from __future__ import annotations
